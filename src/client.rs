@@ -1,0 +1,688 @@
+//! The [`Client`] builder: every connection option in one place, and
+//! [`Client::connect`], which runs the layers in order (url, socket, proxy,
+//! tls, handshake) and hands the socket to the connection layer.
+//!
+//! It holds options and sequences the layers; it does no I/O of its own.
+
+use std::time::{Duration, Instant};
+
+use native_tls::{Certificate, Identity, TlsConnector};
+use tungstenite::protocol::WebSocketConfig;
+
+use crate::connection::{IoOptions, WebSocket};
+use crate::error::{Error, Result};
+use crate::handshake::HandshakeOptions;
+use crate::queue::{FilterFn, Inbox, Overflow};
+use crate::socket::SocketOptions;
+use crate::tls::{Stream, TlsOptions};
+use crate::{Bytes, Message, Response};
+
+/// Connects with every option at its default.
+///
+/// # Errors
+///
+/// As [`Client::connect`].
+///
+/// # Examples
+///
+/// ```no_run
+/// let ws = wsapp::connect("ws://127.0.0.1:9001/")?;
+/// ws.send_text("hello")?;
+/// # Ok::<(), wsapp::Error>(())
+/// ```
+pub fn connect(url: &str) -> Result<WebSocket> {
+    Client::new(url).connect()
+}
+
+/// A builder for a connection: URL, socket, TLS, handshake, inbox and keepalive options.
+///
+/// Setters take and return the builder; nothing is checked or connected until
+/// [`connect`](Client::connect). A `Client` can be cloned and connected again
+/// (the app does that to reconnect).
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use wsapp::{Client, Overflow};
+///
+/// let ws = Client::new("wss://example.com/stream")
+///     .header("Authorization", "Bearer token")
+///     .subprotocols(["v2.json"])
+///     .recv_buffer_size(4 << 20)
+///     .queue(1024)
+///     .overflow(Overflow::Block)
+///     .connect_timeout(Duration::from_secs(5))
+///     .connect()?;
+/// # Ok::<(), wsapp::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    url: String,
+    socket: SocketOptions,
+    tls: TlsOptions,
+    handshake: HandshakeOptions,
+    ws_config: WebSocketConfig,
+    handshake_timeout: Duration,
+    queue: usize,
+    queue_bytes: usize,
+    overflow: Overflow,
+    filter: Option<FilterFn>,
+    io: IoOptions,
+    redirects: u32,
+    /// An option that could not be taken (a bad certificate, say), reported by `connect`.
+    deferred: Option<String>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("url", &crate::url::redact(&self.url))
+            .field("socket", &self.socket)
+            .field("tls", &self.tls)
+            .field("handshake", &self.handshake)
+            .field("queue", &self.queue)
+            .field("queue_bytes", &self.queue_bytes)
+            .field("overflow", &self.overflow)
+            .field("filter", &self.filter.is_some())
+            .field("io", &self.io)
+            .field("redirects", &self.redirects)
+            .finish()
+    }
+}
+
+impl Client {
+    /// A builder for `url` (`ws://` or `wss://`) with every option at its default.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let client = wsapp::Client::new("ws://127.0.0.1:9001/");
+    /// # let _ = client;
+    /// ```
+    pub fn new(url: impl Into<String>) -> Client {
+        Client {
+            url: url.into(),
+            socket: SocketOptions::default(),
+            tls: TlsOptions::default(),
+            handshake: HandshakeOptions::default(),
+            ws_config: WebSocketConfig::default(),
+            handshake_timeout: Duration::from_secs(10),
+            queue: 1024,
+            queue_bytes: 64 << 20,
+            overflow: Overflow::Block,
+            filter: None,
+            io: IoOptions {
+                outbox: 1024,
+                close_timeout: Duration::from_secs(5),
+                ping_interval: None,
+                ping_timeout: None,
+                ping_payload: Bytes::new(),
+            },
+            redirects: 3,
+            deferred: None,
+        }
+    }
+
+    /// The URL this builder connects to.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(wsapp::Client::new("ws://h/").url(), "ws://h/");
+    /// ```
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Adds a request header. Values with CR or LF are refused at connect.
+    /// Header values are never logged.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = wsapp::Client::new("ws://h/").header("Authorization", "Bearer x");
+    /// # let _ = c;
+    /// ```
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Client {
+        self.handshake.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Subprotocols to offer; the server must choose one of them, else
+    /// [`Error::Subprotocol`]. Defaults to none.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = wsapp::Client::new("ws://h/").subprotocols(["v2.json", "v1.json"]);
+    /// # let _ = c;
+    /// ```
+    pub fn subprotocols<I, S>(mut self, protocols: I) -> Client
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.handshake.subprotocols = protocols.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The `Origin` header. Defaults to none.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = wsapp::Client::new("ws://h/").origin("https://example.com");
+    /// # let _ = c;
+    /// ```
+    pub fn origin(mut self, origin: impl Into<String>) -> Client {
+        self.handshake.origin = Some(origin.into());
+        self
+    }
+
+    /// The `Cookie` header. Defaults to none.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = wsapp::Client::new("ws://h/").cookie("session=abc");
+    /// # let _ = c;
+    /// ```
+    pub fn cookie(mut self, cookie: impl Into<String>) -> Client {
+        self.handshake.cookie = Some(cookie.into());
+        self
+    }
+
+    /// Overrides the `Host` header (the connection still goes to the URL's host).
+    /// Defaults to the URL's host and port.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = wsapp::Client::new("ws://127.0.0.1:9001/").host_header("example.com");
+    /// # let _ = c;
+    /// ```
+    pub fn host_header(mut self, host: impl Into<String>) -> Client {
+        self.handshake.host = Some(host.into());
+        self
+    }
+
+    /// `SO_RCVBUF` in bytes, set before `connect` so that TCP window scaling is
+    /// negotiated for it. Linux doubles the value and caps it at
+    /// `net.core.rmem_max`; [`Stats::recv_buffer_size`](crate::Stats::recv_buffer_size)
+    /// shows what the kernel took. Defaults to the system's default (autotuning).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = wsapp::Client::new("ws://h/").recv_buffer_size(4 << 20);
+    /// # let _ = c;
+    /// ```
+    pub fn recv_buffer_size(mut self, bytes: usize) -> Client {
+        self.socket.recv_buffer_size = Some(bytes);
+        self
+    }
+
+    /// `SO_SNDBUF` in bytes, set before `connect`. Defaults to the system's default.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = wsapp::Client::new("ws://h/").send_buffer_size(1 << 20);
+    /// # let _ = c;
+    /// ```
+    pub fn send_buffer_size(mut self, bytes: usize) -> Client {
+        self.socket.send_buffer_size = Some(bytes);
+        self
+    }
+
+    /// `TCP_NODELAY`. Defaults to `true`: messages are sent at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = wsapp::Client::new("ws://h/").nodelay(false);
+    /// # let _ = c;
+    /// ```
+    pub fn nodelay(mut self, on: bool) -> Client {
+        self.socket.nodelay = on;
+        self
+    }
+
+    /// TCP keepalive after `idle` without traffic. Defaults to off.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = wsapp::Client::new("ws://h/").tcp_keepalive(std::time::Duration::from_secs(60));
+    /// # let _ = c;
+    /// ```
+    pub fn tcp_keepalive(mut self, idle: Duration) -> Client {
+        self.socket.keepalive = Some(idle);
+        self
+    }
+
+    /// Time allowed to connect to each resolved address. Defaults to 10 s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = wsapp::Client::new("ws://h/").connect_timeout(std::time::Duration::from_secs(3));
+    /// # let _ = c;
+    /// ```
+    pub fn connect_timeout(mut self, timeout: Duration) -> Client {
+        self.socket.connect_timeout = timeout;
+        self
+    }
+
+    /// Time allowed for the TLS handshake and the HTTP upgrade together.
+    /// Defaults to 10 s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = wsapp::Client::new("ws://h/").handshake_timeout(std::time::Duration::from_secs(3));
+    /// # let _ = c;
+    /// ```
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Client {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Time to wait for the server's close frame after sending ours; then the
+    /// socket is shut. Defaults to 5 s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = wsapp::Client::new("ws://h/").close_timeout(std::time::Duration::from_secs(1));
+    /// # let _ = c;
+    /// ```
+    pub fn close_timeout(mut self, timeout: Duration) -> Client {
+        self.io.close_timeout = timeout;
+        self
+    }
+
+    /// The inbox bound in messages. Defaults to 1024.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = wsapp::Client::new("ws://h/").queue(10_000);
+    /// # let _ = c;
+    /// ```
+    pub fn queue(mut self, messages: usize) -> Client {
+        self.queue = messages;
+        self
+    }
+
+    /// The inbox bound in payload bytes. A single message larger than the bound
+    /// is still taken when the inbox is empty. Defaults to 64 MiB.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = wsapp::Client::new("ws://h/").queue_bytes(16 << 20);
+    /// # let _ = c;
+    /// ```
+    pub fn queue_bytes(mut self, bytes: usize) -> Client {
+        self.queue_bytes = bytes;
+        self
+    }
+
+    /// What the inbox does when it is full. Defaults to [`Overflow::Block`]
+    /// (lossless backpressure).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = wsapp::Client::new("ws://h/").overflow(wsapp::Overflow::DropOldest);
+    /// # let _ = c;
+    /// ```
+    pub fn overflow(mut self, policy: Overflow) -> Client {
+        self.overflow = policy;
+        self
+    }
+
+    /// A predicate run on the I/O thread before a message is queued; messages it
+    /// refuses are dropped and counted as `dropped.filtered`. Pings and pongs
+    /// go through it too. Defaults to none.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = wsapp::Client::new("ws://h/").filter(|m: &wsapp::Message| !m.is_ping());
+    /// # let _ = c;
+    /// ```
+    pub fn filter(mut self, keep: impl Fn(&Message) -> bool + Send + Sync + 'static) -> Client {
+        self.filter = Some(std::sync::Arc::new(keep));
+        self
+    }
+
+    /// The outbox bound in messages: `send` waits and `try_send` fails when it is
+    /// full. Defaults to 1024.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = wsapp::Client::new("ws://h/").outbox(64);
+    /// # let _ = c;
+    /// ```
+    pub fn outbox(mut self, messages: usize) -> Client {
+        self.io.outbox = messages;
+        self
+    }
+
+    /// The largest message accepted; a bigger one closes the connection with
+    /// 1009 and gives [`Error::Capacity`]. `None` removes the limit.
+    /// Defaults to 64 MiB.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = wsapp::Client::new("ws://h/").max_message_size(Some(1 << 20));
+    /// # let _ = c;
+    /// ```
+    pub fn max_message_size(mut self, bytes: Option<usize>) -> Client {
+        self.ws_config.max_message_size = bytes;
+        self
+    }
+
+    /// The largest frame accepted (as [`max_message_size`](Client::max_message_size)).
+    /// Defaults to 16 MiB.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = wsapp::Client::new("ws://h/").max_frame_size(Some(1 << 20));
+    /// # let _ = c;
+    /// ```
+    pub fn max_frame_size(mut self, bytes: Option<usize>) -> Client {
+        self.ws_config.max_frame_size = bytes;
+        self
+    }
+
+    /// Sends a ping every `interval` from the I/O thread. Defaults to off.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = wsapp::Client::new("ws://h/").ping_interval(std::time::Duration::from_secs(20));
+    /// # let _ = c;
+    /// ```
+    pub fn ping_interval(mut self, interval: Duration) -> Client {
+        self.io.ping_interval = Some(interval);
+        self
+    }
+
+    /// Ends the connection with [`Error::Timeout`]`(`[`Phase::Pong`](crate::Phase::Pong)`)`
+    /// when nothing at all is read within `timeout` of a keepalive ping. While
+    /// reading is paused by backpressure the deadline is suspended. Must be
+    /// shorter than the interval. Defaults to off.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let c = wsapp::Client::new("ws://h/")
+    ///     .ping_interval(Duration::from_secs(20))
+    ///     .ping_timeout(Duration::from_secs(10));
+    /// # let _ = c;
+    /// ```
+    pub fn ping_timeout(mut self, timeout: Duration) -> Client {
+        self.io.ping_timeout = Some(timeout);
+        self
+    }
+
+    /// The payload of keepalive pings. Defaults to empty.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = wsapp::Client::new("ws://h/").ping_payload(&b"hb"[..]);
+    /// # let _ = c;
+    /// ```
+    pub fn ping_payload(mut self, payload: impl Into<Bytes>) -> Client {
+        self.io.ping_payload = payload.into();
+        self
+    }
+
+    /// How many HTTP redirects (301, 302, 303, 307, 308) the handshake follows.
+    /// `0` turns following off. A redirect from `wss` to `ws` is always refused.
+    /// Defaults to 3.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = wsapp::Client::new("ws://h/").redirects(0);
+    /// # let _ = c;
+    /// ```
+    pub fn redirects(mut self, max: u32) -> Client {
+        self.redirects = max;
+        self
+    }
+
+    /// Trusts an extra root certificate, PEM or DER, besides the system's.
+    /// A certificate that does not parse is reported by `connect`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let pem = std::fs::read("ca.pem").unwrap();
+    /// let c = wsapp::Client::new("wss://localhost/").add_root_certificate(&pem);
+    /// # let _ = c;
+    /// ```
+    pub fn add_root_certificate(mut self, pem_or_der: &[u8]) -> Client {
+        let parsed = if pem_or_der.starts_with(b"-----") {
+            Certificate::from_pem(pem_or_der)
+        } else {
+            Certificate::from_der(pem_or_der)
+        };
+        match parsed {
+            Ok(c) => self.tls.roots.push(c),
+            Err(e) => self.deferred = Some(format!("root certificate: {e}")),
+        }
+        self
+    }
+
+    /// A client certificate and key for TLS client authentication.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let (cert, key) = (std::fs::read("c.pem").unwrap(), std::fs::read("k.pem").unwrap());
+    /// let id = native_tls::Identity::from_pkcs8(&cert, &key).unwrap();
+    /// let c = wsapp::Client::new("wss://localhost/").identity(id);
+    /// # let _ = c;
+    /// ```
+    pub fn identity(mut self, identity: Identity) -> Client {
+        self.tls.identity = Some(identity);
+        self
+    }
+
+    /// The name sent in SNI and checked against the certificate, when it differs
+    /// from the URL's host. Defaults to the URL's host.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = wsapp::Client::new("wss://127.0.0.1:8443/").tls_server_name("localhost");
+    /// # let _ = c;
+    /// ```
+    pub fn tls_server_name(mut self, name: impl Into<String>) -> Client {
+        self.tls.server_name = Some(name.into());
+        self
+    }
+
+    /// **Danger**: accepts any certificate, expired, self-signed or for another
+    /// host. Anyone on the path can read and change the traffic. Defaults to `false`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = wsapp::Client::new("wss://localhost/").danger_accept_invalid_certs(true);
+    /// # let _ = c;
+    /// ```
+    pub fn danger_accept_invalid_certs(mut self, accept: bool) -> Client {
+        self.tls.accept_invalid_certs = accept;
+        self
+    }
+
+    /// **Danger**: accepts a valid certificate issued for another host name.
+    /// Defaults to `false`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = wsapp::Client::new("wss://127.0.0.1/").danger_accept_invalid_hostnames(true);
+    /// # let _ = c;
+    /// ```
+    pub fn danger_accept_invalid_hostnames(mut self, accept: bool) -> Client {
+        self.tls.accept_invalid_hostnames = accept;
+        self
+    }
+
+    /// Uses a connector built by the caller; the other TLS options are then ignored.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let tls = native_tls::TlsConnector::new().unwrap();
+    /// let c = wsapp::Client::new("wss://example.com/").tls_connector(tls);
+    /// # let _ = c;
+    /// ```
+    pub fn tls_connector(mut self, connector: TlsConnector) -> Client {
+        self.tls.connector = Some(connector);
+        self
+    }
+
+    /// Connects: resolves, connects the socket with its options, runs TLS and the
+    /// upgrade (following redirects), then starts the connection's I/O thread.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Url`], [`Error::Config`] before any I/O; then [`Error::Dns`],
+    /// [`Error::Connect`], [`Error::Timeout`], [`Error::Tls`],
+    /// [`Error::HandshakeRejected`] (with status, headers and the start of the
+    /// body), [`Error::Handshake`] or [`Error::Subprotocol`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // Nothing listens on port 1 here: a clear error, no panic.
+    /// let err = wsapp::Client::new("ws://127.0.0.1:1/")
+    ///     .connect_timeout(std::time::Duration::from_secs(1))
+    ///     .connect()
+    ///     .unwrap_err();
+    /// assert!(matches!(err.kind(), wsapp::ErrorKind::Connect | wsapp::ErrorKind::Timeout));
+    /// ```
+    pub fn connect(&self) -> Result<WebSocket> {
+        if let Some(reason) = &self.deferred {
+            return Err(Error::config(reason.clone()));
+        }
+        self.check()?;
+        let mut target = crate::url::parse(&self.url)?;
+        let mut visited = vec![target.url.clone()];
+        loop {
+            match self.connect_once(&target) {
+                Err(Error::HandshakeRejected(resp))
+                    if self.redirects > 0 && is_redirect(&resp) =>
+                {
+                    let next = redirect_target(&target, &resp)?;
+                    let reason = if visited.contains(&next.url) {
+                        format!("redirect loop back to {}", next.url)
+                    } else if visited.len() > self.redirects as usize {
+                        format!("more than {} redirects", self.redirects)
+                    } else {
+                        log::debug!("redirected ({}) to {}", resp.status(), next.url);
+                        visited.push(next.url.clone());
+                        target = next;
+                        continue;
+                    };
+                    return Err(Error::Redirect {
+                        url: target.url,
+                        reason,
+                    });
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        if let (Some(i), Some(t)) = (self.io.ping_interval, self.io.ping_timeout) {
+            if t.is_zero() || t >= i {
+                return Err(Error::config(
+                    "ping_timeout must be non-zero and shorter than ping_interval",
+                ));
+            }
+        }
+        if self.io.ping_interval.is_some_and(|i| i.is_zero()) {
+            return Err(Error::config("ping_interval must be non-zero"));
+        }
+        Ok(())
+    }
+
+    fn connect_once(&self, target: &crate::url::Target) -> Result<WebSocket> {
+        let request = crate::handshake::request(target, &self.handshake)?;
+        let tcp = crate::socket::connect(&target.host, target.port, &self.socket)?;
+        let deadline = Instant::now() + self.handshake_timeout;
+        let mut stream = Stream::Tcp(tcp);
+        if target.secure {
+            stream = crate::tls::wrap(stream, &target.host, &self.tls, deadline)?;
+        }
+        let (ws, response) = crate::handshake::handshake(
+            stream,
+            request,
+            &self.handshake.subprotocols,
+            self.ws_config,
+            deadline,
+        )?;
+        let (queue, queue_bytes) = (self.queue, self.queue_bytes);
+        let (overflow, filter) = (self.overflow.clone(), self.filter.clone());
+        WebSocket::start(ws, response, self.io.clone(), move |resume| {
+            Inbox::new(queue, queue_bytes, overflow, filter, resume)
+        })
+    }
+}
+
+fn is_redirect(resp: &Response) -> bool {
+    matches!(resp.status().as_u16(), 301 | 302 | 303 | 307 | 308)
+}
+
+/// The next hop of a redirect: `Location` resolved against the current URL,
+/// `http(s)` mapped to `ws(s)`, and never from `wss` down to `ws`.
+fn redirect_target(current: &crate::url::Target, resp: &Response) -> Result<crate::url::Target> {
+    let location = resp
+        .headers()
+        .get("Location")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| Error::Redirect {
+            url: current.url.clone(),
+            reason: format!("{} without a Location header", resp.status()),
+        })?;
+    let base = url::Url::parse(&current.url).map_err(|e| Error::url(&current.url, e.to_string()))?;
+    let mut next = base
+        .join(location)
+        .map_err(|e| Error::url(location, format!("redirect Location: {e}")))?;
+    let scheme = match next.scheme() {
+        "http" | "ws" => "ws",
+        "https" | "wss" => "wss",
+        other => {
+            return Err(Error::url(
+                location,
+                format!("redirect to scheme {other:?} refused"),
+            ))
+        }
+    };
+    if current.secure && scheme == "ws" {
+        return Err(Error::Redirect {
+            url: current.url.clone(),
+            reason: format!("refused to go from wss:// down to ws:// ({location})"),
+        });
+    }
+    let rest = &next.as_str()[next.scheme().len()..];
+    let text = format!("{scheme}{rest}");
+    next = url::Url::parse(&text).map_err(|e| Error::url(&text, e.to_string()))?;
+    crate::url::parse(next.as_str())
+}

@@ -1,0 +1,414 @@
+//! Errors: one enum for every layer, each variant saying what failed and where.
+//!
+//! Owns [`Error`], [`ErrorKind`], [`Phase`] and [`TrySendError`]. Other layers
+//! build these values; this module must not depend on any of them.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+
+use crate::{CloseFrame, Message};
+
+/// A `Result` whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The HTTP response of a refused or completed upgrade: status, headers and,
+/// for a refusal, the start of the body.
+pub type Response = tungstenite::handshake::client::Response;
+
+/// Which step of a connection's life a [`Error::Timeout`] happened in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Phase {
+    /// Resolving and TCP-connecting (`Client::connect_timeout`).
+    Connect,
+    /// Talking to a proxy (`Client::connect_timeout`).
+    Proxy,
+    /// The TLS handshake (`Client::handshake_timeout`).
+    Tls,
+    /// The HTTP upgrade (`Client::handshake_timeout`).
+    Handshake,
+    /// Waiting for the peer's close frame (`Client::close_timeout`).
+    Close,
+    /// Waiting for a pong after a keepalive ping (`Client::ping_timeout`).
+    Pong,
+    /// Waiting for room in the outbox (`send_timeout`).
+    Send,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Connect => "connect",
+            Phase::Proxy => "proxy",
+            Phase::Tls => "TLS handshake",
+            Phase::Handshake => "WebSocket handshake",
+            Phase::Close => "close handshake",
+            Phase::Pong => "pong",
+            Phase::Send => "send",
+        })
+    }
+}
+
+/// Everything that can go wrong, from URL parsing to the close handshake.
+///
+/// Each message says what failed and, where it helps, what to do.
+/// [`Error::kind`] gives a `Copy` summary to match on.
+///
+/// # Examples
+///
+/// ```
+/// let err = wsapp::connect("http://example.com/").unwrap_err();
+/// assert_eq!(err.kind(), wsapp::ErrorKind::Url);
+/// assert!(err.to_string().contains("ws:// or wss://"));
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The URL could not be used.
+    Url {
+        /// The URL as given (user information removed).
+        url: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A header, subprotocol, origin or other option was refused before connecting.
+    Config {
+        /// What was wrong.
+        reason: String,
+    },
+    /// The host name did not resolve.
+    Dns {
+        /// The host that was looked up.
+        host: String,
+        /// The resolver's error.
+        source: io::Error,
+    },
+    /// No address of the host accepted a TCP connection.
+    Connect {
+        /// The last address tried.
+        addr: SocketAddr,
+        /// How many addresses were tried.
+        tried: usize,
+        /// The last address's error.
+        source: io::Error,
+    },
+    /// A step did not finish in time.
+    Timeout(Phase),
+    /// The proxy refused or broke the tunnel.
+    Proxy {
+        /// The proxy, without credentials.
+        proxy: String,
+        /// The status or code and reason it gave.
+        reason: String,
+    },
+    /// TLS set-up or handshake failed.
+    Tls {
+        /// The name the certificate was checked against.
+        host: String,
+        /// native-tls's error.
+        source: native_tls::Error,
+    },
+    /// The server answered the upgrade with something other than `101`.
+    HandshakeRejected(Box<Response>),
+    /// A redirect of the upgrade could not be followed (limit reached, loop,
+    /// no `Location`, or a `wss` to `ws` downgrade).
+    Redirect {
+        /// The URL that answered with the redirect.
+        url: String,
+        /// Why it was not followed.
+        reason: String,
+    },
+    /// The upgrade failed for another reason (bad `Sec-WebSocket-Accept`,
+    /// missing `Upgrade` header, a response that is not HTTP, ...).
+    Handshake(tungstenite::Error),
+    /// The server chose a subprotocol that was not offered, or none when one was required.
+    Subprotocol {
+        /// What the client offered.
+        offered: Vec<String>,
+        /// What was wrong with the server's answer.
+        problem: String,
+    },
+    /// The peer broke the WebSocket protocol; a close frame with the matching
+    /// code (1002 or 1007) was sent where the protocol allows it.
+    Protocol(tungstenite::error::ProtocolError),
+    /// The peer sent a text message (or close reason) that is not valid UTF-8;
+    /// the connection was closed with 1007. [`Error::kind`] is [`ErrorKind::Protocol`].
+    Utf8(String),
+    /// A message or frame exceeded a configured limit; the connection was closed with 1009.
+    Capacity(tungstenite::error::CapacityError),
+    /// The connection was closed with a close handshake, by either side.
+    /// Carries the close frame, if the closing side sent one.
+    Closed(Option<CloseFrame>),
+    /// The connection ended without a close frame (EOF or reset).
+    ConnectionLost(io::Error),
+    /// Another I/O error on the connection.
+    Io(io::Error),
+    /// The app is between connections (reconnecting); nothing was sent.
+    NotConnected,
+    /// A callback panicked; the connection went on.
+    Handler {
+        /// The callback's name, such as `on_message`.
+        callback: &'static str,
+        /// The panic message.
+        message: String,
+    },
+}
+
+/// A `Copy` summary of an [`Error`], for matching.
+///
+/// # Examples
+///
+/// ```
+/// let err = wsapp::Client::new("ws://[::1").connect().unwrap_err();
+/// assert_eq!(err.kind(), wsapp::ErrorKind::Url);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// [`Error::Url`]
+    Url,
+    /// [`Error::Config`]
+    Config,
+    /// [`Error::Dns`]
+    Dns,
+    /// [`Error::Connect`]
+    Connect,
+    /// [`Error::Timeout`]
+    Timeout,
+    /// [`Error::Proxy`]
+    Proxy,
+    /// [`Error::Tls`]
+    Tls,
+    /// [`Error::HandshakeRejected`]
+    HandshakeRejected,
+    /// [`Error::Redirect`]
+    Redirect,
+    /// [`Error::Handshake`]
+    Handshake,
+    /// [`Error::Subprotocol`]
+    Subprotocol,
+    /// [`Error::Protocol`]
+    Protocol,
+    /// [`Error::Capacity`]
+    Capacity,
+    /// [`Error::Closed`]
+    Closed,
+    /// [`Error::ConnectionLost`]
+    ConnectionLost,
+    /// [`Error::Io`]
+    Io,
+    /// [`Error::NotConnected`]
+    NotConnected,
+    /// [`Error::Handler`]
+    Handler,
+}
+
+impl Error {
+    /// The kind of error, for matching.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Url { .. } => ErrorKind::Url,
+            Error::Config { .. } => ErrorKind::Config,
+            Error::Dns { .. } => ErrorKind::Dns,
+            Error::Connect { .. } => ErrorKind::Connect,
+            Error::Timeout(_) => ErrorKind::Timeout,
+            Error::Proxy { .. } => ErrorKind::Proxy,
+            Error::Tls { .. } => ErrorKind::Tls,
+            Error::HandshakeRejected(_) => ErrorKind::HandshakeRejected,
+            Error::Redirect { .. } => ErrorKind::Redirect,
+            Error::Handshake(_) => ErrorKind::Handshake,
+            Error::Subprotocol { .. } => ErrorKind::Subprotocol,
+            Error::Protocol(_) | Error::Utf8(_) => ErrorKind::Protocol,
+            Error::Capacity(_) => ErrorKind::Capacity,
+            Error::Closed(_) => ErrorKind::Closed,
+            Error::ConnectionLost(_) => ErrorKind::ConnectionLost,
+            Error::Io(_) => ErrorKind::Io,
+            Error::NotConnected => ErrorKind::NotConnected,
+            Error::Handler { .. } => ErrorKind::Handler,
+        }
+    }
+
+    /// The close frame of a [`Error::Closed`], if the closing side sent one.
+    pub fn close_frame(&self) -> Option<&CloseFrame> {
+        match self {
+            Error::Closed(frame) => frame.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Whether this is the normal end of a connection (a close handshake).
+    pub fn is_closed(&self) -> bool {
+        matches!(self, Error::Closed(_))
+    }
+
+    pub(crate) fn config(reason: impl Into<String>) -> Error {
+        Error::Config {
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn url(url: &str, reason: impl Into<String>) -> Error {
+        Error::Url {
+            url: crate::url::redact(url),
+            reason: reason.into(),
+        }
+    }
+
+    /// Maps an error from tungstenite's frame layer on an open connection.
+    pub(crate) fn from_ws(err: tungstenite::Error) -> Error {
+        use tungstenite::Error as T;
+        match err {
+            T::ConnectionClosed | T::AlreadyClosed => Error::Closed(None),
+            T::Io(e) if is_lost(&e) => Error::ConnectionLost(e),
+            T::Io(e) => Error::Io(e),
+            T::Capacity(e) => Error::Capacity(e),
+            T::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake) => {
+                Error::ConnectionLost(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection ended without a close frame",
+                ))
+            }
+            T::Protocol(e) => Error::Protocol(e),
+            T::Utf8(detail) => Error::Utf8(detail),
+            other => Error::Handshake(other),
+        }
+    }
+}
+
+fn is_lost(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof
+    )
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Url { url, reason } => write!(f, "url: {url:?}: {reason}"),
+            Error::Config { reason } => write!(f, "config: {reason}"),
+            Error::Dns { host, source } => write!(f, "dns: could not resolve {host:?}: {source}"),
+            Error::Connect {
+                addr,
+                tried,
+                source,
+            } => write!(
+                f,
+                "connect: {addr}: {source} ({tried} address{} tried)",
+                if *tried == 1 { "" } else { "es" }
+            ),
+            Error::Timeout(phase) => write!(
+                f,
+                "timeout: {phase} did not finish in time (raise the matching timeout option if the peer is slow)"
+            ),
+            Error::Proxy { proxy, reason } => write!(f, "proxy {proxy}: {reason}"),
+            Error::Tls { host, source } => write!(f, "tls: {host}: {source}"),
+            Error::HandshakeRejected(resp) => {
+                write!(f, "handshake: server answered {} instead of 101", resp.status())?;
+                if let Some(body) = resp.body().as_deref().filter(|b| !b.is_empty()) {
+                    let start = &body[..body.len().min(200)];
+                    write!(f, ": {:?}", String::from_utf8_lossy(start))?;
+                }
+                Ok(())
+            }
+            Error::Redirect { url, reason } => write!(f, "redirect from {url:?}: {reason}"),
+            Error::Handshake(e) => write!(f, "handshake: {e}"),
+            Error::Subprotocol { offered, problem } => write!(
+                f,
+                "handshake: subprotocol: {problem} (offered: {offered:?})"
+            ),
+            Error::Protocol(e) => write!(f, "protocol: peer broke the WebSocket protocol: {e}"),
+            Error::Utf8(detail) => write!(f, "protocol: peer sent invalid UTF-8 text: {detail}"),
+            Error::Capacity(e) => write!(
+                f,
+                "capacity: {e} (closed with 1009; raise max_message_size/max_frame_size to accept it)"
+            ),
+            Error::Closed(Some(frame)) => write!(
+                f,
+                "closed: code {} reason {:?}",
+                u16::from(frame.code),
+                frame.reason.as_str()
+            ),
+            Error::Closed(None) => write!(f, "closed: without a status code"),
+            Error::ConnectionLost(e) => write!(f, "connection lost without a close frame: {e}"),
+            Error::Io(e) => write!(f, "io: {e}"),
+            Error::NotConnected => write!(f, "not connected: the app is reconnecting; try again after on_open/on_reconnect"),
+            Error::Handler { callback, message } => write!(f, "handler: {callback} panicked: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Dns { source, .. } | Error::Connect { source, .. } => Some(source),
+            Error::Tls { source, .. } => Some(source),
+            Error::Handshake(e) => Some(e),
+            Error::Protocol(e) => Some(e),
+            Error::Capacity(e) => Some(e),
+            Error::ConnectionLost(e) | Error::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Why [`try_send`](crate::Sender::try_send) did not send; hands the message back.
+///
+/// # Examples
+///
+/// ```
+/// use wsapp::{Message, TrySendError};
+/// let err = TrySendError::Full(Message::text("hi"));
+/// assert!(err.is_full());
+/// assert_eq!(err.into_inner(), Message::text("hi"));
+/// ```
+#[derive(Debug, PartialEq)]
+pub enum TrySendError {
+    /// The outbox is full: the I/O thread is behind (the peer reads slowly).
+    Full(Message),
+    /// The connection is closed or closing; nothing more can be sent.
+    Closed(Message),
+}
+
+impl TrySendError {
+    /// The message that was not sent.
+    pub fn into_inner(self) -> Message {
+        match self {
+            TrySendError::Full(m) | TrySendError::Closed(m) => m,
+        }
+    }
+
+    /// Whether the outbox was full (try again later).
+    pub fn is_full(&self) -> bool {
+        matches!(self, TrySendError::Full(_))
+    }
+}
+
+impl fmt::Display for TrySendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrySendError::Full(_) => f.write_str("send: outbox full (the peer is reading slowly)"),
+            TrySendError::Closed(_) => f.write_str("send: connection closed"),
+        }
+    }
+}
+
+impl std::error::Error for TrySendError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_stays_small() {
+        assert!(
+            std::mem::size_of::<Error>() <= 64,
+            "{}",
+            std::mem::size_of::<Error>()
+        );
+    }
+}

@@ -1,0 +1,24 @@
+//! A blocking WebSocket client for threaded programs, with every buffer between
+//! the wire and the handler bounded, declared and observable.
+#![deny(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+mod client;
+mod connection;
+mod error;
+mod handshake;
+mod proxy;
+mod queue;
+mod socket;
+mod stats;
+mod tls;
+mod url;
+
+pub use client::{connect, Client};
+pub use connection::{Incoming, Sender, WebSocket};
+pub use error::{Error, ErrorKind, Phase, Response, Result, TrySendError};
+pub use queue::Overflow;
+pub use stats::{Drops, Stats};
+pub use tungstenite::protocol::frame::coding::CloseCode;
+pub use tungstenite::protocol::frame::{CloseFrame, Utf8Bytes};
+pub use tungstenite::{Bytes, Message};

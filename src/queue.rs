@@ -1,0 +1,677 @@
+//! Queue layer: the bounded inbox between the I/O thread and the consumer,
+//! and its overflow policies.
+//!
+//! Owns [`Overflow`], the inbox's items, bounds, counters, pause state
+//! (backpressure with hysteresis) and the end-of-stream marker. It never
+//! touches the socket: when reading may resume it calls the waker it was given.
+//!
+//! Why a `Mutex<VecDeque>` and not a crossbeam channel: the policies remove
+//! from the front (drop oldest), from the middle (priority) and replace in place
+//! (conflation), which a channel cannot do. The producer takes the lock once per
+//! batch of messages, and wakes the consumer only when it sleeps.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::stats::{Drops, Stats, WaitHistogram};
+use crate::{CloseFrame, Message};
+
+type PriorityFn = Arc<dyn Fn(&Message) -> u8 + Send + Sync>;
+type KeyFn = Arc<dyn Fn(&Message) -> Option<String> + Send + Sync>;
+pub(crate) type FilterFn = Arc<dyn Fn(&Message) -> bool + Send + Sync>;
+
+/// What the inbox does when a message arrives and it is full.
+///
+/// The inbox is full when it holds its bound in messages
+/// ([`Client::queue`](crate::Client::queue)) or when the new message would take
+/// it past its bound in bytes ([`Client::queue_bytes`](crate::Client::queue_bytes)).
+/// Every drop is counted by reason in [`Stats::dropped`](crate::Stats::dropped).
+///
+/// # Examples
+///
+/// ```
+/// use wsapp::{Message, Overflow};
+/// let lossless = Overflow::Block; // the default
+/// let trades_first = Overflow::priority(|m: &Message| {
+///     if m.to_text().is_ok_and(|t| t.contains("trade")) { Overflow::TOP } else { 0 }
+/// });
+/// let latest_per_symbol = Overflow::conflate(|m: &Message| {
+///     m.to_text().ok().and_then(|t| t.split(':').next().map(str::to_string))
+/// });
+/// # let _ = (lossless, trades_first, latest_per_symbol);
+/// ```
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub enum Overflow {
+    /// Lossless: stop reading the socket until the inbox drains to half its bound.
+    /// The kernel buffer fills, the TCP window closes and the server slows down.
+    #[default]
+    Block,
+    /// Drop the incoming message (counted as `dropped.newest`).
+    DropNewest,
+    /// Drop the oldest queued message to make room (counted as `dropped.oldest`).
+    DropOldest,
+    /// Each message gets a priority from the function; made with [`Overflow::priority`].
+    Priority(#[doc(hidden)] PriorityFn),
+    /// Each message may get a key from the function; made with [`Overflow::conflate`].
+    Conflate(#[doc(hidden)] KeyFn),
+}
+
+impl Overflow {
+    /// The top priority: a message with it is never dropped.
+    pub const TOP: u8 = u8::MAX;
+
+    /// Priority shedding. When the inbox is full, the oldest queued message of the
+    /// lowest priority below the incoming one's is dropped to make room; if nothing
+    /// queued is below it, the incoming message is dropped, unless it has priority
+    /// [`Overflow::TOP`]: then the reader blocks (backpressure) rather than drop it.
+    /// All these drops count as `dropped.priority`.
+    ///
+    /// The function runs on the I/O thread for every message: keep it cheap.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use wsapp::{Message, Overflow};
+    /// let policy = Overflow::priority(|m: &Message| if m.is_binary() { Overflow::TOP } else { 1 });
+    /// # let _ = policy;
+    /// ```
+    pub fn priority(f: impl Fn(&Message) -> u8 + Send + Sync + 'static) -> Overflow {
+        Overflow::Priority(Arc::new(f))
+    }
+
+    /// Conflation by key: a message whose key matches a queued message replaces it
+    /// in place (the latest value wins; counted as `dropped.conflated`), whether or
+    /// not the inbox is full. A message without a key, or with a new key while the
+    /// inbox is full, waits: the reader blocks (backpressure).
+    ///
+    /// The function runs on the I/O thread for every message: keep it cheap.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use wsapp::{Message, Overflow};
+    /// // "BTC:42000" -> key "BTC"
+    /// let policy = Overflow::conflate(|m: &Message| {
+    ///     m.to_text().ok()?.split_once(':').map(|(k, _)| k.to_string())
+    /// });
+    /// # let _ = policy;
+    /// ```
+    pub fn conflate(f: impl Fn(&Message) -> Option<String> + Send + Sync + 'static) -> Overflow {
+        Overflow::Conflate(Arc::new(f))
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Overflow::Block => "Block",
+            Overflow::DropNewest => "DropNewest",
+            Overflow::DropOldest => "DropOldest",
+            Overflow::Priority(_) => "Priority",
+            Overflow::Conflate(_) => "Conflate",
+        }
+    }
+}
+
+impl fmt::Debug for Overflow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A message on its way through the inbox, with what the policy needs.
+#[derive(Debug)]
+pub(crate) struct Item {
+    msg: Message,
+    size: usize,
+    at: Instant,
+    prio: u8,
+    key: Option<String>,
+    seq: u64,
+}
+
+impl Item {
+    pub(crate) fn size(&self) -> usize {
+        self.size
+    }
+}
+
+/// Payload length of a message.
+pub(crate) fn payload_len(msg: &Message) -> usize {
+    match msg {
+        Message::Text(t) => t.len(),
+        Message::Binary(b) | Message::Ping(b) | Message::Pong(b) => b.len(),
+        Message::Close(c) => c.as_ref().map_or(0, |c| c.reason.len() + 2),
+        Message::Frame(f) => f.payload().len(),
+    }
+}
+
+enum End {
+    Open,
+    /// The error `recv` returns first; later calls get `Closed(frame)`.
+    Ended(Option<Error>, Option<CloseFrame>),
+}
+
+struct State {
+    items: VecDeque<Item>,
+    bytes: usize,
+    keys: HashMap<String, u64>,
+    front_seq: u64,
+    next_seq: u64,
+    high_water: usize,
+    received: u64,
+    delivered: u64,
+    drops: Drops,
+    paused: bool,
+    paused_since: Option<Instant>,
+    pause_count: u64,
+    paused_total: Duration,
+    waiting: usize,
+    end: End,
+    abandoned: bool,
+    wait: WaitHistogram,
+}
+
+/// The bounded inbox. One producer (the I/O thread), any number of consumers.
+pub(crate) struct Inbox {
+    state: Mutex<State>,
+    ready: Condvar,
+    /// Mirror of `items.len()` for lock-free spinning and emptiness checks.
+    len: AtomicUsize,
+    policy: Overflow,
+    filter: Option<FilterFn>,
+    cap: usize,
+    cap_bytes: usize,
+    resume: Box<dyn Fn() + Send + Sync>,
+}
+
+impl fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inbox")
+            .field("policy", &self.policy)
+            .field("cap", &self.cap)
+            .field("cap_bytes", &self.cap_bytes)
+            .field("len", &self.len.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// How long a consumer spins (yielding) before it sleeps: a sleeping consumer
+/// costs the producer a wake-up of tens of microseconds.
+const SPIN: Duration = Duration::from_micros(50);
+
+impl Inbox {
+    /// `resume` is called (outside the lock) when a paused reader may read again.
+    pub(crate) fn new(
+        cap: usize,
+        cap_bytes: usize,
+        policy: Overflow,
+        filter: Option<FilterFn>,
+        resume: Box<dyn Fn() + Send + Sync>,
+    ) -> Inbox {
+        Inbox {
+            state: Mutex::new(State {
+                items: VecDeque::with_capacity(cap.min(4096)),
+                bytes: 0,
+                keys: HashMap::new(),
+                front_seq: 0,
+                next_seq: 0,
+                high_water: 0,
+                received: 0,
+                delivered: 0,
+                drops: Drops::default(),
+                paused: false,
+                paused_since: None,
+                pause_count: 0,
+                paused_total: Duration::ZERO,
+                waiting: 0,
+                end: End::Open,
+                abandoned: false,
+                wait: WaitHistogram::default(),
+            }),
+            ready: Condvar::new(),
+            len: AtomicUsize::new(0),
+            policy,
+            filter,
+            cap: cap.max(1),
+            cap_bytes: cap_bytes.max(1),
+            resume,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // User code never runs under this lock, so poisoning means a bug in
+        // this module; the state is still consistent between statements.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs the user's filter and policy functions, outside the lock.
+    /// `None`: the filter refused the message.
+    pub(crate) fn classify(&self, msg: Message) -> Option<Item> {
+        if let Some(filter) = &self.filter {
+            if !filter(&msg) {
+                return None;
+            }
+        }
+        let (prio, key) = match &self.policy {
+            Overflow::Priority(f) => (f(&msg), None),
+            Overflow::Conflate(f) => (0, f(&msg)),
+            _ => (0, None),
+        };
+        Some(Item {
+            size: payload_len(&msg),
+            msg,
+            at: Instant::now(),
+            prio,
+            key,
+            seq: 0,
+        })
+    }
+
+    /// Moves messages from `pending` into the inbox under the policy, in order.
+    /// Returns `false` when the inbox is full under `Block` (or a blocking case of
+    /// another policy): the rest stays in `pending` and the reader must pause
+    /// until the resume waker fires.
+    pub(crate) fn push_batch(&self, pending: &mut VecDeque<Item>, filtered: u64) -> bool {
+        let mut st = self.lock();
+        st.drops.filtered += filtered;
+        st.received += filtered;
+        if st.abandoned {
+            pending.clear();
+            return true;
+        }
+        let mut all = true;
+        if st.paused {
+            all = pending.is_empty();
+        } else {
+            while let Some(item) = pending.pop_front() {
+                if let Err(item) = self.admit(&mut st, item) {
+                    pending.push_front(item);
+                    st.paused = true;
+                    st.paused_since = Some(Instant::now());
+                    st.pause_count += 1;
+                    all = false;
+                    break;
+                }
+            }
+        }
+        self.len.store(st.items.len(), Ordering::Release);
+        if st.waiting > 0 && !st.items.is_empty() {
+            self.ready.notify_all();
+        }
+        all
+    }
+
+    fn is_full(&self, st: &State, size: usize) -> bool {
+        st.items.len() >= self.cap || (!st.items.is_empty() && st.bytes + size > self.cap_bytes)
+    }
+
+    /// Applies the policy to one message; `Err` hands it back when the reader must block.
+    fn admit(&self, st: &mut State, mut item: Item) -> std::result::Result<(), Item> {
+        if let (Overflow::Conflate(_), Some(key)) = (&self.policy, &item.key) {
+            if let Some(&seq) = st.keys.get(key) {
+                if seq >= st.front_seq {
+                    let slot = &mut st.items[(seq - st.front_seq) as usize];
+                    st.bytes = st.bytes - slot.size + item.size;
+                    item.seq = seq;
+                    item.at = slot.at;
+                    *slot = item;
+                    st.received += 1;
+                    st.drops.conflated += 1;
+                    return Ok(());
+                }
+            }
+        }
+        if self.is_full(st, item.size) {
+            match &self.policy {
+                Overflow::Block | Overflow::Conflate(_) => return Err(item),
+                Overflow::DropNewest => {
+                    st.received += 1;
+                    st.drops.newest += 1;
+                    return Ok(());
+                }
+                Overflow::DropOldest => {
+                    while self.is_full(st, item.size) {
+                        let Some(old) = self.take_front(st) else { break };
+                        drop(old);
+                        st.drops.oldest += 1;
+                    }
+                }
+                Overflow::Priority(_) => {
+                    while self.is_full(st, item.size) {
+                        // The oldest of the lowest priority below the incoming one.
+                        let victim = st
+                            .items
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, q)| q.prio < item.prio)
+                            .min_by_key(|(i, q)| (q.prio, *i))
+                            .map(|(i, _)| i);
+                        match victim {
+                            Some(i) => {
+                                let old = st.items.remove(i).expect("index from iter");
+                                st.bytes -= old.size;
+                                st.drops.priority += 1;
+                            }
+                            None if item.prio == Overflow::TOP => return Err(item),
+                            None => {
+                                st.received += 1;
+                                st.drops.priority += 1;
+                                return Ok(());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        st.received += 1;
+        st.bytes += item.size;
+        item.seq = st.next_seq;
+        st.next_seq += 1;
+        if let Some(key) = &item.key {
+            st.keys.insert(key.clone(), item.seq);
+        }
+        st.items.push_back(item);
+        st.high_water = st.high_water.max(st.items.len());
+        Ok(())
+    }
+
+    fn take_front(&self, st: &mut State) -> Option<Item> {
+        let item = st.items.pop_front()?;
+        st.bytes -= item.size;
+        st.front_seq = item.seq + 1;
+        if let Some(key) = &item.key {
+            if st.keys.get(key) == Some(&item.seq) {
+                st.keys.remove(key);
+            }
+        }
+        Some(item)
+    }
+
+    /// Takes the next message, waiting until `deadline` (`None`: forever).
+    /// `Ok(None)`: the deadline passed. `Err`: the connection has ended and
+    /// everything queued was delivered.
+    pub(crate) fn pop(&self, deadline: Option<Instant>) -> Result<Option<Message>> {
+        self.spin(deadline);
+        let mut st = self.lock();
+        loop {
+            if let Some(item) = self.take_front(&mut st) {
+                st.delivered += 1;
+                st.wait.record(item.at.elapsed());
+                self.len.store(st.items.len(), Ordering::Release);
+                let resume = st.paused
+                    && st.items.len() <= self.cap / 2
+                    && st.bytes <= self.cap_bytes / 2;
+                if resume {
+                    st.paused = false;
+                    if let Some(since) = st.paused_since.take() {
+                        st.paused_total += since.elapsed();
+                    }
+                }
+                drop(st);
+                if resume {
+                    (self.resume)();
+                }
+                return Ok(Some(item.msg));
+            }
+            if let End::Ended(first, frame) = &mut st.end {
+                return Err(first.take().unwrap_or_else(|| Error::Closed(frame.clone())));
+            }
+            let now = Instant::now();
+            st.waiting += 1;
+            st = match deadline {
+                None => self.ready.wait(st).unwrap_or_else(|p| p.into_inner()),
+                Some(d) if d <= now => {
+                    st.waiting -= 1;
+                    return Ok(None);
+                }
+                Some(d) => {
+                    self.ready
+                        .wait_timeout(st, d - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            };
+            st.waiting -= 1;
+        }
+    }
+
+    /// Spins (yielding the CPU) for a short while, while the inbox is empty and
+    /// open, so a consumer that is keeping up is not put to sleep and woken for
+    /// every batch.
+    fn spin(&self, deadline: Option<Instant>) {
+        if self.len.load(Ordering::Acquire) > 0 {
+            return;
+        }
+        let start = Instant::now();
+        let limit = deadline.map_or(start + SPIN, |d| d.min(start + SPIN));
+        let mut i = 0u32;
+        while self.len.load(Ordering::Acquire) == 0 {
+            i += 1;
+            if i % 16 == 0 {
+                if Instant::now() >= limit || self.ended() {
+                    return;
+                }
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
+
+    fn ended(&self) -> bool {
+        matches!(self.lock().end, End::Ended(..))
+    }
+
+    /// Marks the end of the stream: `recv` returns `error` once everything queued
+    /// (including `leftover`, the reader's unqueued batch) is delivered.
+    pub(crate) fn finish(
+        &self,
+        leftover: &mut VecDeque<Item>,
+        error: Error,
+        frame: Option<CloseFrame>,
+    ) {
+        let mut st = self.lock();
+        if !st.abandoned {
+            // Reading has stopped, so the bound can give by one batch rather than lose it.
+            for mut item in leftover.drain(..) {
+                st.received += 1;
+                st.bytes += item.size;
+                item.seq = st.next_seq;
+                st.next_seq += 1;
+                st.items.push_back(item);
+            }
+            st.high_water = st.high_water.max(st.items.len());
+        }
+        if let Some(since) = st.paused_since.take() {
+            st.paused_total += since.elapsed();
+        }
+        st.paused = false;
+        st.end = End::Ended(Some(error), frame);
+        self.len.store(st.items.len(), Ordering::Release);
+        self.ready.notify_all();
+    }
+
+    /// Nobody will read any more (the `WebSocket` was dropped): drop what is queued,
+    /// accept and discard from now on, and let the reader run.
+    pub(crate) fn abandon(&self) {
+        let mut st = self.lock();
+        st.abandoned = true;
+        st.items.clear();
+        st.bytes = 0;
+        let was_paused = std::mem::replace(&mut st.paused, false);
+        self.len.store(0, Ordering::Release);
+        drop(st);
+        if was_paused {
+            (self.resume)();
+        }
+    }
+
+    /// Whether the reader must stay paused.
+    #[cfg(test)]
+    pub(crate) fn is_paused(&self) -> bool {
+        self.lock().paused
+    }
+
+    /// Fills the inbox part of a snapshot.
+    pub(crate) fn fill(&self, s: &mut Stats) {
+        let st = self.lock();
+        s.received = st.received;
+        s.delivered = st.delivered;
+        s.dropped = st.drops;
+        s.queued = st.items.len();
+        s.queued_bytes = st.bytes;
+        s.queue_high_water = st.high_water;
+        s.queue_capacity = self.cap;
+        s.queue_capacity_bytes = self.cap_bytes;
+        s.paused = st.paused;
+        s.pause_count = st.pause_count;
+        s.paused_for = st.paused_total + st.paused_since.map_or(Duration::ZERO, |t| t.elapsed());
+        s.wait_p50 = st.wait.quantile(0.5);
+        s.wait_p99 = st.wait.quantile(0.99);
+        s.wait_max = st.wait.max();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    fn inbox(cap: usize, policy: Overflow) -> (Arc<Inbox>, Arc<AtomicBool>) {
+        let woke = Arc::new(AtomicBool::new(false));
+        let w = woke.clone();
+        let resume = Box::new(move || w.store(true, Ordering::SeqCst));
+        (Arc::new(Inbox::new(cap, usize::MAX, policy, None, resume)), woke)
+    }
+
+    fn push(q: &Inbox, texts: &[&str]) -> (bool, VecDeque<Item>) {
+        let mut pending: VecDeque<Item> = texts
+            .iter()
+            .filter_map(|t| q.classify(Message::text(*t)))
+            .collect();
+        let all = q.push_batch(&mut pending, 0);
+        (all, pending)
+    }
+
+    fn drain(q: &Inbox) -> Vec<String> {
+        let mut out = vec![];
+        while let Ok(Some(m)) = q.pop(Some(Instant::now())) {
+            out.push(m.into_text().unwrap().to_string());
+        }
+        out
+    }
+
+    fn check_identity(q: &Inbox) {
+        let mut s = Stats::default();
+        q.fill(&mut s);
+        assert_eq!(s.received, s.delivered + s.dropped.total() + s.queued as u64);
+    }
+
+    #[test]
+    fn block_pauses_at_bound_and_resumes_at_half() {
+        let (q, woke) = inbox(4, Overflow::Block);
+        let (all, pending) = push(&q, &["1", "2", "3", "4", "5", "6"]);
+        assert!(!all);
+        assert_eq!(pending.len(), 2);
+        assert!(q.is_paused());
+        check_identity(&q);
+        q.pop(None).unwrap();
+        assert!(q.is_paused() && !woke.load(Ordering::SeqCst), "no flapping above low water");
+        q.pop(None).unwrap();
+        assert!(!q.is_paused() && woke.load(Ordering::SeqCst));
+        let mut pending = pending;
+        assert!(q.push_batch(&mut pending, 0));
+        assert_eq!(drain(&q), ["3", "4", "5", "6"]);
+        check_identity(&q);
+    }
+
+    #[test]
+    fn bytes_bound_admits_one_oversized_message_when_empty() {
+        let woke = Box::new(|| {});
+        let q = Inbox::new(100, 10, Overflow::Block, None, woke);
+        let (all, _) = push(&q, &["0123456789ABCDEF"]);
+        assert!(all, "an empty inbox takes any one message");
+        let (all, pending) = push(&q, &["x"]);
+        assert!(!all && pending.len() == 1);
+    }
+
+    #[test]
+    fn drop_newest_and_oldest() {
+        let (q, _) = inbox(3, Overflow::DropNewest);
+        push(&q, &["1", "2", "3", "4", "5"]);
+        assert_eq!(drain(&q), ["1", "2", "3"]);
+        check_identity(&q);
+        let (q, _) = inbox(3, Overflow::DropOldest);
+        push(&q, &["1", "2", "3", "4", "5"]);
+        check_identity(&q);
+        assert_eq!(drain(&q), ["3", "4", "5"]);
+        let mut s = Stats::default();
+        q.fill(&mut s);
+        assert_eq!(s.dropped.oldest, 2);
+    }
+
+    #[test]
+    fn priority_sheds_lowest_oldest_and_blocks_on_top() {
+        let prio = |m: &Message| -> u8 {
+            match m.to_text().unwrap().as_bytes()[0] {
+                b'h' => Overflow::TOP,
+                b'm' => 5,
+                _ => 1,
+            }
+        };
+        let (q, _) = inbox(3, Overflow::priority(prio));
+        push(&q, &["l1", "m1", "l2", "h1"]); // l1 evicted
+        push(&q, &["l3"]); // nothing lower: dropped
+        push(&q, &["h2"]); // evicts l2
+        check_identity(&q);
+        assert_eq!(drain(&q), ["m1", "h1", "h2"]);
+        let (q, _) = inbox(2, Overflow::priority(prio));
+        let (all, pending) = push(&q, &["h1", "h2", "h3"]);
+        assert!(!all && pending.len() == 1, "top priority is never dropped");
+        check_identity(&q);
+    }
+
+    #[test]
+    fn conflation_keeps_latest_per_key_in_place() {
+        let key = |m: &Message| {
+            m.to_text()
+                .ok()
+                .and_then(|t| t.split_once(':').map(|(k, _)| k.to_string()))
+        };
+        let (q, _) = inbox(2, Overflow::conflate(key));
+        push(&q, &["a:1", "b:1", "a:2", "b:2", "a:3"]);
+        check_identity(&q);
+        assert_eq!(drain(&q), ["a:3", "b:2"]);
+        let (all, pending) = push(&q, &["a:4", "b:3", "c:1"]);
+        assert!(!all && pending.len() == 1, "a new key in a full inbox waits");
+        check_identity(&q);
+    }
+
+    #[test]
+    fn end_comes_after_queued_messages() {
+        let (q, _) = inbox(8, Overflow::Block);
+        push(&q, &["1"]);
+        let mut left: VecDeque<Item> = q.classify(Message::text("2")).into_iter().collect();
+        q.finish(&mut left, Error::Closed(None), None);
+        assert_eq!(drain(&q), ["1", "2"]);
+        assert!(q.pop(None).unwrap_err().is_closed());
+        assert!(q.pop(None).unwrap_err().is_closed(), "the end repeats");
+    }
+
+    #[test]
+    fn pop_times_out_and_wakes_on_push() {
+        let (q, _) = inbox(8, Overflow::Block);
+        let t = Instant::now();
+        assert!(q.pop(Some(t + Duration::from_millis(20))).unwrap().is_none());
+        assert!(t.elapsed() >= Duration::from_millis(20));
+        let q2 = q.clone();
+        let h = std::thread::spawn(move || q2.pop(Some(Instant::now() + Duration::from_secs(10))));
+        std::thread::sleep(Duration::from_millis(30));
+        push(&q, &["x"]);
+        assert!(h.join().unwrap().unwrap().is_some());
+    }
+}

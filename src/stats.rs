@@ -1,0 +1,231 @@
+//! Stats layer: the counters the threads share and the [`Stats`] snapshot.
+//!
+//! Owns [`Stats`], [`Drops`], the wire counters the I/O thread and senders bump
+//! ([`Counters`]) and the queue-wait histogram. It reads no socket and takes no
+//! lock of its own: the inbox fills its part under the inbox lock.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Messages dropped by the inbox, by reason.
+///
+/// # Examples
+///
+/// ```
+/// let d = wsapp::Drops::default();
+/// assert_eq!(d.total(), 0);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Drops {
+    /// Incoming messages refused because the inbox was full ([`DropNewest`](crate::Overflow::DropNewest),
+    /// or a priority message with nothing lower to make room for).
+    pub newest: u64,
+    /// Queued messages evicted to make room ([`DropOldest`](crate::Overflow::DropOldest)).
+    pub oldest: u64,
+    /// Lower-priority queued messages evicted for a higher-priority one.
+    pub priority: u64,
+    /// Queued messages replaced by a newer one with the same key (conflation).
+    pub conflated: u64,
+    /// Messages the filter refused before they were queued.
+    pub filtered: u64,
+}
+
+impl Drops {
+    /// All drops, whatever the reason.
+    pub fn total(&self) -> u64 {
+        self.newest + self.oldest + self.priority + self.conflated + self.filtered
+    }
+}
+
+/// A snapshot of every buffer between the wire and the handler.
+///
+/// `received == delivered + dropped.total() + queued` holds in every snapshot.
+/// Its `Display` is one line, like a row of `ss -tn`.
+///
+/// # Examples
+///
+/// ```
+/// let s = wsapp::Stats::default();
+/// assert_eq!(s.received, s.delivered + s.dropped.total() + s.queued as u64);
+/// assert!(s.to_string().contains("inbox 0/0"));
+/// ```
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Data messages (text and binary) and pings/pongs read off the wire.
+    pub messages_in: u64,
+    /// Payload bytes of those messages.
+    pub bytes_in: u64,
+    /// Messages written to the wire (including pings sent by keepalive).
+    pub messages_out: u64,
+    /// Payload bytes of those messages.
+    pub bytes_out: u64,
+    /// Messages that reached the inbox's overflow policy.
+    pub received: u64,
+    /// Messages handed to `recv` or a handler.
+    pub delivered: u64,
+    /// Messages dropped, by reason.
+    pub dropped: Drops,
+    /// Messages in the inbox now.
+    pub queued: usize,
+    /// Payload bytes in the inbox now.
+    pub queued_bytes: usize,
+    /// The most messages the inbox ever held.
+    pub queue_high_water: usize,
+    /// The inbox bound in messages.
+    pub queue_capacity: usize,
+    /// The inbox bound in payload bytes.
+    pub queue_capacity_bytes: usize,
+    /// Whether the I/O thread has stopped reading because the inbox is full.
+    pub paused: bool,
+    /// How many times reading was paused.
+    pub pause_count: u64,
+    /// How long reading has been paused in all.
+    pub paused_for: Duration,
+    /// Median time a message waited in the inbox.
+    pub wait_p50: Duration,
+    /// 99th percentile of the time a message waited in the inbox.
+    pub wait_p99: Duration,
+    /// Longest time a message waited in the inbox.
+    pub wait_max: Duration,
+    /// Messages waiting in the outbox to be written.
+    pub outbox: usize,
+    /// Bytes in the kernel's receive queue (`Recv-Q`), where the platform tells.
+    pub kernel_recv_queue: Option<usize>,
+    /// Effective `SO_RCVBUF` as the kernel reports it (Linux doubles the request).
+    pub recv_buffer_size: Option<usize>,
+    /// Effective `SO_SNDBUF` as the kernel reports it.
+    pub send_buffer_size: Option<usize>,
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let opt = |v: Option<usize>| v.map_or("-".to_string(), |v| v.to_string());
+        write!(
+            f,
+            "Recv-Q {} rcvbuf {} | inbox {}/{} ({} B, peak {}) | in {} delivered {} dropped {} \
+             (newest {} oldest {} priority {} conflated {} filtered {}) | {} x{} {:.1?} | wait p50 {:.1?} p99 {:.1?} max {:.1?}",
+            opt(self.kernel_recv_queue),
+            opt(self.recv_buffer_size),
+            self.queued,
+            self.queue_capacity,
+            self.queued_bytes,
+            self.queue_high_water,
+            self.received,
+            self.delivered,
+            self.dropped.total(),
+            self.dropped.newest,
+            self.dropped.oldest,
+            self.dropped.priority,
+            self.dropped.conflated,
+            self.dropped.filtered,
+            if self.paused { "PAUSED" } else { "reading" },
+            self.pause_count,
+            self.paused_for,
+            self.wait_p50,
+            self.wait_p99,
+            self.wait_max,
+        )
+    }
+}
+
+/// Wire counters, bumped by the I/O thread (in) and by whoever writes (out).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) messages_in: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) messages_out: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn count_in(&self, bytes: usize) {
+        self.messages_in.fetch_add(1, Relaxed);
+        self.bytes_in.fetch_add(bytes as u64, Relaxed);
+    }
+
+    pub(crate) fn count_out(&self, bytes: usize) {
+        self.messages_out.fetch_add(1, Relaxed);
+        self.bytes_out.fetch_add(bytes as u64, Relaxed);
+    }
+
+    pub(crate) fn fill(&self, s: &mut Stats) {
+        s.messages_in = self.messages_in.load(Relaxed);
+        s.bytes_in = self.bytes_in.load(Relaxed);
+        s.messages_out = self.messages_out.load(Relaxed);
+        s.bytes_out = self.bytes_out.load(Relaxed);
+    }
+}
+
+/// Queue-wait times in buckets of a quarter power of two of nanoseconds:
+/// fixed memory, about 19% resolution, cheap enough to record every message.
+#[derive(Debug, Clone)]
+pub(crate) struct WaitHistogram {
+    buckets: Vec<u64>,
+    count: u64,
+    max: Duration,
+}
+
+const BUCKETS: usize = 4 * 40; // up to 2^40 ns, about 18 minutes
+
+impl Default for WaitHistogram {
+    fn default() -> Self {
+        WaitHistogram {
+            buckets: vec![0; BUCKETS],
+            count: 0,
+            max: Duration::ZERO,
+        }
+    }
+}
+
+impl WaitHistogram {
+    pub(crate) fn record(&mut self, d: Duration) {
+        let ns = d.as_nanos().max(1) as f64;
+        let i = ((ns.log2() * 4.0) as usize).min(BUCKETS - 1);
+        self.buckets[i] += 1;
+        self.count += 1;
+        self.max = self.max.max(d);
+    }
+
+    /// The upper edge of the bucket holding quantile `q` (0..=1); at most the max.
+    pub(crate) fn quantile(&self, q: f64) -> Duration {
+        if self.count == 0 {
+            return Duration::ZERO;
+        }
+        let rank = ((self.count as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                let edge = 2f64.powf((i + 1) as f64 / 4.0);
+                return Duration::from_nanos(edge as u64).min(self.max);
+            }
+        }
+        self.max
+    }
+
+    pub(crate) fn max(&self) -> Duration {
+        self.max
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_quantiles_are_close() {
+        let mut h = WaitHistogram::default();
+        for us in 1..=1000u64 {
+            h.record(Duration::from_micros(us));
+        }
+        let p50 = h.quantile(0.5).as_micros() as f64;
+        let p99 = h.quantile(0.99).as_micros() as f64;
+        assert!((500.0..=500.0 * 1.2).contains(&p50), "{p50}");
+        assert!((990.0..=1000.0).contains(&p99), "{p99}");
+        assert_eq!(h.max(), Duration::from_micros(1000));
+        assert_eq!(WaitHistogram::default().quantile(0.5), Duration::ZERO);
+    }
+}
