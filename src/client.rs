@@ -585,9 +585,7 @@ impl Client {
         let mut visited = vec![target.url.clone()];
         loop {
             match self.connect_once(&target) {
-                Err(Error::HandshakeRejected(resp))
-                    if self.redirects > 0 && is_redirect(&resp) =>
-                {
+                Err(Error::HandshakeRejected(resp)) if self.redirects > 0 && is_redirect(&resp) => {
                     let next = redirect_target(&target, &resp)?;
                     let reason = if visited.contains(&next.url) {
                         format!("redirect loop back to {}", next.url)
@@ -661,7 +659,8 @@ fn redirect_target(current: &crate::url::Target, resp: &Response) -> Result<crat
             url: current.url.clone(),
             reason: format!("{} without a Location header", resp.status()),
         })?;
-    let base = url::Url::parse(&current.url).map_err(|e| Error::url(&current.url, e.to_string()))?;
+    let base =
+        url::Url::parse(&current.url).map_err(|e| Error::url(&current.url, e.to_string()))?;
     let mut next = base
         .join(location)
         .map_err(|e| Error::url(location, format!("redirect Location: {e}")))?;

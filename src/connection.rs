@@ -725,11 +725,7 @@ impl WebSocket {
     }
 
     fn join(&self) {
-        let handle = self
-            .thread
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(h) = handle {
             if h.join().is_err() {
                 log::error!("wsapp I/O thread panicked");
@@ -843,6 +839,21 @@ impl Iterator for Incoming<'_> {
     }
 }
 
+/// Messages below this size are copied out of tungstenite's read buffer.
+const UNPIN_BELOW: usize = 64 << 10;
+
+/// A payload tungstenite hands out shares its read buffer. Queued, it would pin
+/// that buffer, and tungstenite would then read into small fresh buffers: one
+/// `recv` per message instead of one per 128 KiB. Copying a small payload is far
+/// cheaper than those syscalls; a large one gets a buffer of its own anyway.
+fn unpin(msg: Message) -> Message {
+    match msg {
+        Message::Binary(b) if b.len() < UNPIN_BELOW => Message::Binary(Bytes::copy_from_slice(&b)),
+        Message::Text(t) if t.len() < UNPIN_BELOW => Message::Text(Utf8Bytes::from(t.as_str())),
+        other => other,
+    }
+}
+
 /// Why the I/O loop stopped.
 struct Ended {
     error: Error,
@@ -923,15 +934,11 @@ impl IoThread {
         sh.ended.store(true, Ordering::Release);
         // Senders blocked on a full outbox get `Closed` once the receiver is gone.
         drop(std::mem::replace(&mut self.outbox, channel::never()));
-        sh.inbox
-            .finish(&mut self.pending, ended.error, ended.frame);
+        sh.inbox.finish(&mut self.pending, ended.error, ended.frame);
     }
 
     fn end_with(&self, error: Error) -> Ended {
-        Ended {
-            error,
-            frame: None,
-        }
+        Ended { error, frame: None }
     }
 
     /// One pass: writes, close, keepalive, reads. Returns how long to wait.
@@ -1068,6 +1075,7 @@ impl IoThread {
                         Message::Ping(_) => saw_ping = true,
                         _ => {}
                     }
+                    let msg = unpin(msg);
                     let len = payload_len(&msg);
                     self.shared.counters.count_in(len);
                     match self.shared.inbox.classify(msg) {

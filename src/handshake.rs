@@ -68,7 +68,11 @@ pub(crate) fn request(target: &Target, opts: &HandshakeOptions) -> Result<Reques
         headers.append(hn, header_value(name, value)?);
     }
     for p in &opts.subprotocols {
-        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_graphic() && !b",;\"".contains(&b)) {
+        if p.is_empty()
+            || !p
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b",;\"".contains(&b))
+        {
             return Err(Error::config(format!(
                 "subprotocol {p:?} is not a valid token"
             )));
@@ -76,7 +80,10 @@ pub(crate) fn request(target: &Target, opts: &HandshakeOptions) -> Result<Reques
     }
     if !opts.subprotocols.is_empty() {
         let joined = opts.subprotocols.join(", ");
-        headers.insert("Sec-WebSocket-Protocol", header_value("Sec-WebSocket-Protocol", &joined)?);
+        headers.insert(
+            "Sec-WebSocket-Protocol",
+            header_value("Sec-WebSocket-Protocol", &joined)?,
+        );
     }
     if let Some(origin) = &opts.origin {
         headers.insert("Origin", header_value("Origin", origin)?);

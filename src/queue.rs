@@ -12,7 +12,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -127,7 +127,8 @@ impl fmt::Debug for Overflow {
 pub(crate) struct Item {
     msg: Message,
     size: usize,
-    at: Instant,
+    /// When it entered the inbox (set per batch, under the lock).
+    at: Option<Instant>,
     prio: u8,
     key: Option<String>,
     seq: u64,
@@ -163,7 +164,6 @@ struct State {
     next_seq: u64,
     high_water: usize,
     received: u64,
-    delivered: u64,
     drops: Drops,
     paused: bool,
     paused_since: Option<Instant>,
@@ -172,15 +172,32 @@ struct State {
     waiting: usize,
     end: End,
     abandoned: bool,
+}
+
+/// The consumers' end: messages taken from the shared queue a batch per lock,
+/// handed out one by one without touching the producer's lock. They still
+/// count as queued, but the policies no longer reach them.
+#[derive(Default)]
+struct Front {
+    items: VecDeque<Item>,
+    delivered: u64,
     wait: WaitHistogram,
 }
+
+/// Messages a consumer takes from the shared queue per lock.
+const PREFETCH: usize = 32;
 
 /// The bounded inbox. One producer (the I/O thread), any number of consumers.
 pub(crate) struct Inbox {
     state: Mutex<State>,
     ready: Condvar,
-    /// Mirror of `items.len()` for lock-free spinning and emptiness checks.
-    len: AtomicUsize,
+    /// Lock order: `front` before `state`.
+    front: Mutex<Front>,
+    /// Mirrors for lock-free spinning and for the producer's bound checks.
+    shared_len: AtomicUsize,
+    front_len: AtomicUsize,
+    front_bytes: AtomicUsize,
+    paused: AtomicBool,
     policy: Overflow,
     filter: Option<FilterFn>,
     cap: usize,
@@ -194,7 +211,7 @@ impl fmt::Debug for Inbox {
             .field("policy", &self.policy)
             .field("cap", &self.cap)
             .field("cap_bytes", &self.cap_bytes)
-            .field("len", &self.len.load(Ordering::Relaxed))
+            .field("len", &self.len())
             .finish()
     }
 }
@@ -221,7 +238,6 @@ impl Inbox {
                 next_seq: 0,
                 high_water: 0,
                 received: 0,
-                delivered: 0,
                 drops: Drops::default(),
                 paused: false,
                 paused_since: None,
@@ -230,10 +246,13 @@ impl Inbox {
                 waiting: 0,
                 end: End::Open,
                 abandoned: false,
-                wait: WaitHistogram::default(),
             }),
             ready: Condvar::new(),
-            len: AtomicUsize::new(0),
+            front: Mutex::new(Front::default()),
+            shared_len: AtomicUsize::new(0),
+            front_len: AtomicUsize::new(0),
+            front_bytes: AtomicUsize::new(0),
+            paused: AtomicBool::new(false),
             policy,
             filter,
             cap: cap.max(1),
@@ -243,9 +262,17 @@ impl Inbox {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // User code never runs under this lock, so poisoning means a bug in
+        // User code never runs under these locks, so poisoning means a bug in
         // this module; the state is still consistent between statements.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_front(&self) -> MutexGuard<'_, Front> {
+        self.front.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn len(&self) -> usize {
+        self.shared_len.load(Ordering::Acquire) + self.front_len.load(Ordering::Acquire)
     }
 
     /// Runs the user's filter and policy functions, outside the lock.
@@ -264,7 +291,7 @@ impl Inbox {
         Some(Item {
             size: payload_len(&msg),
             msg,
-            at: Instant::now(),
+            at: None,
             prio,
             key,
             seq: 0,
@@ -284,13 +311,16 @@ impl Inbox {
             return true;
         }
         let mut all = true;
+        let now = Some(Instant::now());
         if st.paused {
             all = pending.is_empty();
         } else {
-            while let Some(item) = pending.pop_front() {
+            while let Some(mut item) = pending.pop_front() {
+                item.at = now;
                 if let Err(item) = self.admit(&mut st, item) {
                     pending.push_front(item);
                     st.paused = true;
+                    self.paused.store(true, Ordering::Release);
                     st.paused_since = Some(Instant::now());
                     st.pause_count += 1;
                     all = false;
@@ -298,7 +328,7 @@ impl Inbox {
                 }
             }
         }
-        self.len.store(st.items.len(), Ordering::Release);
+        self.shared_len.store(st.items.len(), Ordering::Release);
         if st.waiting > 0 && !st.items.is_empty() {
             self.ready.notify_all();
         }
@@ -306,7 +336,9 @@ impl Inbox {
     }
 
     fn is_full(&self, st: &State, size: usize) -> bool {
-        st.items.len() >= self.cap || (!st.items.is_empty() && st.bytes + size > self.cap_bytes)
+        let len = st.items.len() + self.front_len.load(Ordering::Acquire);
+        let bytes = st.bytes + self.front_bytes.load(Ordering::Acquire);
+        len >= self.cap || (len > 0 && bytes + size > self.cap_bytes)
     }
 
     /// Applies the policy to one message; `Err` hands it back when the reader must block.
@@ -335,7 +367,9 @@ impl Inbox {
                 }
                 Overflow::DropOldest => {
                     while self.is_full(st, item.size) {
-                        let Some(old) = self.take_front(st) else { break };
+                        let Some(old) = self.take_front(st) else {
+                            break;
+                        };
                         drop(old);
                         st.drops.oldest += 1;
                     }
@@ -396,27 +430,37 @@ impl Inbox {
     /// everything queued was delivered.
     pub(crate) fn pop(&self, deadline: Option<Instant>) -> Result<Option<Message>> {
         self.spin(deadline);
-        let mut st = self.lock();
         loop {
-            if let Some(item) = self.take_front(&mut st) {
-                st.delivered += 1;
-                st.wait.record(item.at.elapsed());
-                self.len.store(st.items.len(), Ordering::Release);
-                let resume = st.paused
-                    && st.items.len() <= self.cap / 2
-                    && st.bytes <= self.cap_bytes / 2;
-                if resume {
-                    st.paused = false;
-                    if let Some(since) = st.paused_since.take() {
-                        st.paused_total += since.elapsed();
-                    }
+            let mut front = self.lock_front();
+            if let Some(item) = front.items.pop_front() {
+                front.delivered += 1;
+                if let Some(at) = item.at {
+                    front.wait.record(at.elapsed());
                 }
-                drop(st);
-                if resume {
-                    (self.resume)();
+                self.front_len.store(front.items.len(), Ordering::Release);
+                self.front_bytes.fetch_sub(item.size, Ordering::AcqRel);
+                drop(front);
+                if self.paused.load(Ordering::Acquire) {
+                    self.maybe_resume();
                 }
                 return Ok(Some(item.msg));
             }
+            let mut st = self.lock();
+            if !st.items.is_empty() {
+                let mut bytes = 0;
+                while front.items.len() < PREFETCH {
+                    let Some(item) = self.take_front(&mut st) else {
+                        break;
+                    };
+                    bytes += item.size;
+                    front.items.push_back(item);
+                }
+                self.front_bytes.fetch_add(bytes, Ordering::AcqRel);
+                self.front_len.store(front.items.len(), Ordering::Release);
+                self.shared_len.store(st.items.len(), Ordering::Release);
+                continue;
+            }
+            drop(front);
             if let End::Ended(first, frame) = &mut st.end {
                 return Err(first.take().unwrap_or_else(|| Error::Closed(frame.clone())));
             }
@@ -439,17 +483,34 @@ impl Inbox {
         }
     }
 
+    /// Lets a paused reader go once the inbox is down to half its bounds.
+    fn maybe_resume(&self) {
+        let mut st = self.lock();
+        let len = st.items.len() + self.front_len.load(Ordering::Acquire);
+        let bytes = st.bytes + self.front_bytes.load(Ordering::Acquire);
+        if !(st.paused && len <= self.cap / 2 && bytes <= self.cap_bytes / 2) {
+            return;
+        }
+        st.paused = false;
+        self.paused.store(false, Ordering::Release);
+        if let Some(since) = st.paused_since.take() {
+            st.paused_total += since.elapsed();
+        }
+        drop(st);
+        (self.resume)();
+    }
+
     /// Spins (yielding the CPU) for a short while, while the inbox is empty and
     /// open, so a consumer that is keeping up is not put to sleep and woken for
     /// every batch.
     fn spin(&self, deadline: Option<Instant>) {
-        if self.len.load(Ordering::Acquire) > 0 {
+        if self.len() > 0 {
             return;
         }
         let start = Instant::now();
         let limit = deadline.map_or(start + SPIN, |d| d.min(start + SPIN));
         let mut i = 0u32;
-        while self.len.load(Ordering::Acquire) == 0 {
+        while self.len() == 0 {
             i += 1;
             if i % 16 == 0 {
                 if Instant::now() >= limit || self.ended() {
@@ -477,7 +538,9 @@ impl Inbox {
         let mut st = self.lock();
         if !st.abandoned {
             // Reading has stopped, so the bound can give by one batch rather than lose it.
+            let now = Some(Instant::now());
             for mut item in leftover.drain(..) {
+                item.at = now;
                 st.received += 1;
                 st.bytes += item.size;
                 item.seq = st.next_seq;
@@ -490,20 +553,27 @@ impl Inbox {
             st.paused_total += since.elapsed();
         }
         st.paused = false;
+        self.paused.store(false, Ordering::Release);
         st.end = End::Ended(Some(error), frame);
-        self.len.store(st.items.len(), Ordering::Release);
+        self.shared_len.store(st.items.len(), Ordering::Release);
         self.ready.notify_all();
     }
 
     /// Nobody will read any more (the `WebSocket` was dropped): drop what is queued,
     /// accept and discard from now on, and let the reader run.
     pub(crate) fn abandon(&self) {
+        let mut front = self.lock_front();
+        front.items.clear();
+        self.front_len.store(0, Ordering::Release);
+        self.front_bytes.store(0, Ordering::Release);
         let mut st = self.lock();
+        drop(front);
         st.abandoned = true;
         st.items.clear();
         st.bytes = 0;
         let was_paused = std::mem::replace(&mut st.paused, false);
-        self.len.store(0, Ordering::Release);
+        self.paused.store(false, Ordering::Release);
+        self.shared_len.store(0, Ordering::Release);
         drop(st);
         if was_paused {
             (self.resume)();
@@ -518,34 +588,37 @@ impl Inbox {
 
     /// Fills the inbox part of a snapshot.
     pub(crate) fn fill(&self, s: &mut Stats) {
+        let front = self.lock_front();
         let st = self.lock();
         s.received = st.received;
-        s.delivered = st.delivered;
+        s.delivered = front.delivered;
         s.dropped = st.drops;
-        s.queued = st.items.len();
-        s.queued_bytes = st.bytes;
+        s.queued = st.items.len() + front.items.len();
+        s.queued_bytes = st.bytes + self.front_bytes.load(Ordering::Acquire);
         s.queue_high_water = st.high_water;
         s.queue_capacity = self.cap;
         s.queue_capacity_bytes = self.cap_bytes;
         s.paused = st.paused;
         s.pause_count = st.pause_count;
         s.paused_for = st.paused_total + st.paused_since.map_or(Duration::ZERO, |t| t.elapsed());
-        s.wait_p50 = st.wait.quantile(0.5);
-        s.wait_p99 = st.wait.quantile(0.99);
-        s.wait_max = st.wait.max();
+        s.wait_p50 = front.wait.quantile(0.5);
+        s.wait_p99 = front.wait.quantile(0.99);
+        s.wait_max = front.wait.max();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicBool;
 
     fn inbox(cap: usize, policy: Overflow) -> (Arc<Inbox>, Arc<AtomicBool>) {
         let woke = Arc::new(AtomicBool::new(false));
         let w = woke.clone();
         let resume = Box::new(move || w.store(true, Ordering::SeqCst));
-        (Arc::new(Inbox::new(cap, usize::MAX, policy, None, resume)), woke)
+        (
+            Arc::new(Inbox::new(cap, usize::MAX, policy, None, resume)),
+            woke,
+        )
     }
 
     fn push(q: &Inbox, texts: &[&str]) -> (bool, VecDeque<Item>) {
@@ -568,7 +641,10 @@ mod tests {
     fn check_identity(q: &Inbox) {
         let mut s = Stats::default();
         q.fill(&mut s);
-        assert_eq!(s.received, s.delivered + s.dropped.total() + s.queued as u64);
+        assert_eq!(
+            s.received,
+            s.delivered + s.dropped.total() + s.queued as u64
+        );
     }
 
     #[test]
@@ -580,7 +656,10 @@ mod tests {
         assert!(q.is_paused());
         check_identity(&q);
         q.pop(None).unwrap();
-        assert!(q.is_paused() && !woke.load(Ordering::SeqCst), "no flapping above low water");
+        assert!(
+            q.is_paused() && !woke.load(Ordering::SeqCst),
+            "no flapping above low water"
+        );
         q.pop(None).unwrap();
         assert!(!q.is_paused() && woke.load(Ordering::SeqCst));
         let mut pending = pending;
@@ -647,7 +726,10 @@ mod tests {
         check_identity(&q);
         assert_eq!(drain(&q), ["a:3", "b:2"]);
         let (all, pending) = push(&q, &["a:4", "b:3", "c:1"]);
-        assert!(!all && pending.len() == 1, "a new key in a full inbox waits");
+        assert!(
+            !all && pending.len() == 1,
+            "a new key in a full inbox waits"
+        );
         check_identity(&q);
     }
 
@@ -666,7 +748,10 @@ mod tests {
     fn pop_times_out_and_wakes_on_push() {
         let (q, _) = inbox(8, Overflow::Block);
         let t = Instant::now();
-        assert!(q.pop(Some(t + Duration::from_millis(20))).unwrap().is_none());
+        assert!(q
+            .pop(Some(t + Duration::from_millis(20)))
+            .unwrap()
+            .is_none());
         assert!(t.elapsed() >= Duration::from_millis(20));
         let q2 = q.clone();
         let h = std::thread::spawn(move || q2.pop(Some(Instant::now() + Duration::from_secs(10))));

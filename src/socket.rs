@@ -101,10 +101,7 @@ fn connect_addr(addr: SocketAddr, opts: &SocketOptions) -> io::Result<TcpStream>
 /// (Linux doubles what was asked, for its own bookkeeping).
 pub(crate) fn buffer_sizes(stream: &TcpStream) -> (Option<usize>, Option<usize>) {
     let sock = SockRef::from(stream);
-    (
-        sock.recv_buffer_size().ok(),
-        sock.send_buffer_size().ok(),
-    )
+    (sock.recv_buffer_size().ok(), sock.send_buffer_size().ok())
 }
 
 /// Bytes waiting in the kernel's receive queue (`FIONREAD`, the `Recv-Q` of `ss -tn`).
@@ -167,6 +164,9 @@ mod tests {
             l.local_addr().unwrap().port()
         };
         let err = connect("127.0.0.1", port, &SocketOptions::default()).unwrap_err();
-        assert!(err.to_string().contains(&format!("127.0.0.1:{port}")), "{err}");
+        assert!(
+            err.to_string().contains(&format!("127.0.0.1:{port}")),
+            "{err}"
+        );
     }
 }

@@ -1,0 +1,308 @@
+//! Throughput, CPU and round-trip benchmark: `WebSocket::recv` against a plain
+//! one-thread tungstenite read loop, in the same run, against the same server.
+//!
+//! `cargo run --release --example bench [-- --runs 5 --quick]`
+//!
+//! The server runs in a child process (this binary with `--serve`), so the
+//! CPU time measured with `getrusage` is the client's alone. The flood server
+//! writes pre-encoded frames, so the client, not the server, is the bottleneck.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tungstenite::protocol::frame::coding::{Data, OpCode};
+use tungstenite::protocol::frame::Frame;
+use tungstenite::Message;
+
+fn cpu_time() -> Duration {
+    let mut ru: libc::rusage = unsafe_free_rusage();
+    // getrusage is the only portable way to read this process's CPU time.
+    #[allow(unsafe_code)]
+    // SAFETY: `ru` is a valid, writable rusage.
+    unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+fn unsafe_free_rusage() -> libc::rusage {
+    // rusage is plain integers; zeroed is a valid value.
+    #[allow(unsafe_code)]
+    // SAFETY: all-zero bytes are a valid rusage.
+    unsafe {
+        std::mem::zeroed()
+    }
+}
+
+// ---------- server (child process) ----------
+
+fn serve() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    println!("{}", listener.local_addr().unwrap().port());
+    std::io::stdout().flush().unwrap();
+    for stream in listener.incoming().flatten() {
+        std::thread::spawn(move || handle(stream));
+    }
+}
+
+fn handle(stream: TcpStream) {
+    stream.set_nodelay(true).unwrap();
+    let mut path = String::new();
+    let cb = |req: &tungstenite::handshake::server::Request, resp| {
+        path = req.uri().to_string();
+        Ok(resp)
+    };
+    let cfg = tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(64 << 20))
+        .max_frame_size(Some(64 << 20));
+    let Ok(mut ws) = tungstenite::accept_hdr_with_config(stream, cb, Some(cfg)) else {
+        return;
+    };
+    // /flood/SIZE/COUNT or /echo
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    if parts[0] == "flood" {
+        let size: usize = parts[1].parse().unwrap();
+        let count: usize = parts[2].parse().unwrap();
+        let mut frame = Vec::new();
+        Frame::message(vec![b'x'; size], OpCode::Data(Data::Binary), true)
+            .format(&mut frame)
+            .unwrap();
+        let per = (256 << 10) / frame.len() + 1;
+        let chunk: Vec<u8> = frame
+            .iter()
+            .copied()
+            .cycle()
+            .take(frame.len() * per)
+            .collect();
+        let mut sent = 0;
+        let raw = ws.get_mut();
+        while sent < count {
+            let n = per.min(count - sent);
+            if raw.write_all(&chunk[..n * frame.len()]).is_err() {
+                return;
+            }
+            sent += n;
+        }
+        let _ = ws.close(None);
+        while ws.read().is_ok() {}
+    } else {
+        while let Ok(m) = ws.read() {
+            if (m.is_binary() || m.is_text()) && ws.send(m).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+// ---------- clients ----------
+
+struct Run {
+    secs: f64,
+    cpu: f64,
+}
+
+fn tungstenite_flood(port: u16, size: usize, count: usize) -> Run {
+    let (t0, c0) = (Instant::now(), cpu_time());
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    let cfg = tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(64 << 20))
+        .max_frame_size(Some(64 << 20));
+    let url = format!("ws://127.0.0.1:{port}/flood/{size}/{count}");
+    let (mut ws, _) = tungstenite::client::client_with_config(url, stream, Some(cfg)).unwrap();
+    let mut n = 0;
+    while n < count {
+        if let Message::Binary(b) = ws.read().unwrap() {
+            assert_eq!(b.len(), size);
+            n += 1;
+        }
+    }
+    let run = Run {
+        secs: t0.elapsed().as_secs_f64(),
+        cpu: (cpu_time() - c0).as_secs_f64(),
+    };
+    let _ = ws.close(None);
+    while ws.read().is_ok() {}
+    run
+}
+
+fn wsapp_flood(port: u16, size: usize, count: usize) -> Run {
+    let (t0, c0) = (Instant::now(), cpu_time());
+    let ws = wsapp::Client::new(format!("ws://127.0.0.1:{port}/flood/{size}/{count}"))
+        .max_message_size(Some(64 << 20))
+        .max_frame_size(Some(64 << 20))
+        .connect()
+        .unwrap();
+    let mut n = 0;
+    while n < count {
+        if let Message::Binary(b) = ws.recv().unwrap() {
+            assert_eq!(b.len(), size);
+            n += 1;
+        }
+    }
+    let run = Run {
+        secs: t0.elapsed().as_secs_f64(),
+        cpu: (cpu_time() - c0).as_secs_f64(),
+    };
+    drop(ws);
+    run
+}
+
+fn percentile(v: &mut [Duration], q: f64) -> Duration {
+    v.sort();
+    v[((v.len() as f64 - 1.0) * q).round() as usize]
+}
+
+fn tungstenite_rtt(port: u16, n: usize) -> Vec<Duration> {
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (mut ws, _) = tungstenite::client(format!("ws://127.0.0.1:{port}/echo"), stream).unwrap();
+    let payload = vec![b'r'; 64];
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        ws.send(Message::binary(payload.clone())).unwrap();
+        loop {
+            if ws.read().unwrap().is_binary() {
+                break;
+            }
+        }
+        out.push(t.elapsed());
+    }
+    let _ = ws.close(None);
+    while ws.read().is_ok() {}
+    out
+}
+
+fn wsapp_rtt(port: u16, n: usize) -> Vec<Duration> {
+    let ws = wsapp::connect(&format!("ws://127.0.0.1:{port}/echo")).unwrap();
+    let payload = vec![b'r'; 64];
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        ws.send_binary(payload.clone()).unwrap();
+        loop {
+            if ws.recv().unwrap().is_binary() {
+                break;
+            }
+        }
+        out.push(t.elapsed());
+    }
+    out
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--serve") {
+        serve();
+        return;
+    }
+    let runs: usize = args
+        .iter()
+        .position(|a| a == "--runs")
+        .map_or(3, |i| args[i + 1].parse().expect("--runs N"));
+    let quick = args.iter().any(|a| a == "--quick");
+    // --only wsapp|tungstenite SIZE COUNT: one client alone, for profiling.
+    let only = args.iter().position(|a| a == "--only");
+    let scale = if quick { 10 } else { 1 };
+
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .arg("--serve")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the server process");
+    let mut line = [0u8; 16];
+    let n = child.stdout.as_mut().unwrap().read(&mut line).unwrap();
+    let port: u16 = std::str::from_utf8(&line[..n])
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+
+    if let Some(i) = only {
+        let (size, count): (usize, usize) =
+            (args[i + 2].parse().unwrap(), args[i + 3].parse().unwrap());
+        let r = match args[i + 1].as_str() {
+            "wsapp" => wsapp_flood(port, size, count),
+            _ => tungstenite_flood(port, size, count),
+        };
+        println!(
+            "{} {size} B: {:.0} msgs/s, {:.0} ns CPU/msg",
+            args[i + 1],
+            count as f64 / r.secs,
+            r.cpu / count as f64 * 1e9
+        );
+        let _ = child.kill();
+        return;
+    }
+    println!("wsapp bench: {runs} runs, medians; server in a child process on 127.0.0.1:{port}");
+    println!();
+    println!("| size | tungstenite msgs/s | wsapp msgs/s | ratio | tungstenite CPU/msg | wsapp CPU/msg | CPU ratio |");
+    println!("|---|---|---|---|---|---|---|");
+    for (size, count) in [(64usize, 2_000_000usize), (4096, 300_000), (1 << 20, 2_000)] {
+        let count = count / scale;
+        let (mut tr, mut wr, mut tc, mut wc, mut ratios, mut cratios) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        for _ in 0..runs {
+            // Interleaved, so both see the same machine state.
+            let t = tungstenite_flood(port, size, count);
+            let w = wsapp_flood(port, size, count);
+            let (trate, wrate) = (count as f64 / t.secs, count as f64 / w.secs);
+            let (tcpu, wcpu) = (t.cpu / count as f64 * 1e9, w.cpu / count as f64 * 1e9);
+            tr.push(trate);
+            wr.push(wrate);
+            tc.push(tcpu);
+            wc.push(wcpu);
+            ratios.push(wrate / trate);
+            cratios.push(wcpu / tcpu);
+        }
+        println!(
+            "| {} | {:.0} | {:.0} | {:.2}x | {:.0} ns | {:.0} ns | {:.2}x |",
+            if size >= 1 << 20 {
+                format!("{} MiB", size >> 20)
+            } else if size >= 1024 {
+                format!("{} KiB", size >> 10)
+            } else {
+                format!("{size} B")
+            },
+            median(tr),
+            median(wr),
+            median(ratios),
+            median(tc),
+            median(wc),
+            median(cratios),
+        );
+    }
+    println!();
+    println!("| echo round trip, 64 B | p50 | p99 |");
+    println!("|---|---|---|");
+    let n = 20_000 / scale;
+    let (mut t50, mut t99, mut w50, mut w99, mut r50) = (vec![], vec![], vec![], vec![], vec![]);
+    for _ in 0..runs {
+        let mut t = tungstenite_rtt(port, n);
+        let mut w = wsapp_rtt(port, n);
+        let (a, b) = (percentile(&mut t, 0.5), percentile(&mut w, 0.5));
+        t50.push(a.as_secs_f64() * 1e6);
+        w50.push(b.as_secs_f64() * 1e6);
+        t99.push(percentile(&mut t, 0.99).as_secs_f64() * 1e6);
+        w99.push(percentile(&mut w, 0.99).as_secs_f64() * 1e6);
+        r50.push(b.as_secs_f64() / a.as_secs_f64());
+    }
+    println!(
+        "| tungstenite | {:.1} us | {:.1} us |",
+        median(t50),
+        median(t99)
+    );
+    println!("| wsapp | {:.1} us | {:.1} us |", median(w50), median(w99));
+    println!("| ratio p50 | {:.2}x | |", median(r50));
+    let _ = child.kill();
+    let _ = child.wait();
+}
