@@ -580,7 +580,7 @@ impl Client {
         if let Some(reason) = &self.deferred {
             return Err(Error::config(reason.clone()));
         }
-        self.check()?;
+        self.validate()?;
         let mut target = crate::url::parse(&self.url)?;
         let mut visited = vec![target.url.clone()];
         loop {
@@ -607,7 +607,7 @@ impl Client {
         }
     }
 
-    fn check(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         if let (Some(i), Some(t)) = (self.io.ping_interval, self.io.ping_timeout) {
             if t.is_zero() || t >= i {
                 return Err(Error::config(

@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+mod app;
 mod client;
 mod connection;
 mod error;
@@ -14,6 +15,7 @@ mod stats;
 mod tls;
 mod url;
 
+pub use app::{AppHandle, AppSender, Backoff, Callbacks, Handler, WebSocketApp};
 pub use client::{connect, Client};
 pub use connection::{Incoming, Sender, WebSocket};
 pub use error::{Error, ErrorKind, Phase, Response, Result, TrySendError};

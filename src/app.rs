@@ -1,0 +1,1053 @@
+//! App layer: [`WebSocketApp`], the callback model of Python's
+//! websocket-client, on top of [`WebSocket`](crate::WebSocket).
+//!
+//! Owns the dispatcher loop (callbacks run on the thread that calls
+//! `run_forever`, never on the I/O thread), panic isolation, reconnect with
+//! backoff, and the [`AppSender`] that follows reconnects. Keepalive is the
+//! connection's (the I/O thread sees pauses and every frame); this module only
+//! forwards the settings. It never touches a socket.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::client::Client;
+use crate::connection::Sender;
+use crate::error::{Error, Result, TrySendError};
+use crate::stats::Stats;
+use crate::{Bytes, CloseFrame, Message, Utf8Bytes};
+
+/// Callbacks for a [`WebSocketApp`], for handlers that keep state.
+///
+/// Every method has a default that does nothing (`on_reconnect` calls
+/// `on_open`, so subscriptions sent there are sent again). Methods run on the
+/// dispatcher thread, one at a time, in wire order. A panic in one is caught
+/// and reported to `on_error` as [`Error::Handler`]; the connection goes on.
+///
+/// # Examples
+///
+/// ```no_run
+/// use wsapp::{AppSender, Handler, Message, WebSocketApp, Client};
+///
+/// struct Counter { seen: u64 }
+///
+/// impl Handler for Counter {
+///     fn on_open(&mut self, ws: &AppSender) {
+///         let _ = ws.send_text("subscribe");
+///     }
+///     fn on_message(&mut self, _ws: &AppSender, _msg: Message) {
+///         self.seen += 1;
+///     }
+/// }
+///
+/// WebSocketApp::with_handler(Client::new("ws://127.0.0.1:9001/"), Counter { seen: 0 })
+///     .run_forever()?;
+/// # Ok::<(), wsapp::Error>(())
+/// ```
+pub trait Handler: Send {
+    /// The connection is open (the first time).
+    fn on_open(&mut self, ws: &AppSender) {
+        let _ = ws;
+    }
+    /// A text or binary message arrived.
+    fn on_message(&mut self, ws: &AppSender, msg: Message) {
+        let _ = (ws, msg);
+    }
+    /// The server sent a ping (the pong is already on its way).
+    fn on_ping(&mut self, ws: &AppSender, payload: Bytes) {
+        let _ = (ws, payload);
+    }
+    /// The server sent a pong.
+    fn on_pong(&mut self, ws: &AppSender, payload: Bytes) {
+        let _ = (ws, payload);
+    }
+    /// Something failed: connecting, the connection, or a callback.
+    fn on_error(&mut self, ws: &AppSender, err: &Error) {
+        let _ = (ws, err);
+    }
+    /// A connection that opened has ended: with the peer's close frame after a
+    /// close handshake, `None` after an abrupt end. Called once per connection.
+    fn on_close(&mut self, ws: &AppSender, frame: Option<CloseFrame>) {
+        let _ = (ws, frame);
+    }
+    /// A reconnect succeeded. Defaults to calling `on_open`.
+    fn on_reconnect(&mut self, ws: &AppSender) {
+        self.on_open(ws)
+    }
+    /// Called every stats interval (see [`WebSocketApp::stats_interval`]).
+    fn on_stats(&mut self, ws: &AppSender, stats: &Stats) {
+        let _ = (ws, stats);
+    }
+}
+
+type Cb0 = Box<dyn FnMut(&AppSender) + Send>;
+type Cb<T> = Box<dyn FnMut(&AppSender, T) + Send>;
+type CbRef<T> = Box<dyn FnMut(&AppSender, &T) + Send>;
+
+/// The [`Handler`] made from closures by [`WebSocketApp::new`] and its `on_*` setters.
+#[derive(Default)]
+pub struct Callbacks {
+    open: Option<Cb0>,
+    message: Option<Cb<Message>>,
+    ping: Option<Cb<Bytes>>,
+    pong: Option<Cb<Bytes>>,
+    error: Option<CbRef<Error>>,
+    close: Option<Cb<Option<CloseFrame>>>,
+    reconnect: Option<Cb0>,
+    stats: Option<CbRef<Stats>>,
+}
+
+impl std::fmt::Debug for Callbacks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Callbacks")
+            .field("on_open", &self.open.is_some())
+            .field("on_message", &self.message.is_some())
+            .field("on_ping", &self.ping.is_some())
+            .field("on_pong", &self.pong.is_some())
+            .field("on_error", &self.error.is_some())
+            .field("on_close", &self.close.is_some())
+            .field("on_reconnect", &self.reconnect.is_some())
+            .field("on_stats", &self.stats.is_some())
+            .finish()
+    }
+}
+
+impl Handler for Callbacks {
+    fn on_open(&mut self, ws: &AppSender) {
+        if let Some(f) = &mut self.open {
+            f(ws)
+        }
+    }
+    fn on_message(&mut self, ws: &AppSender, msg: Message) {
+        if let Some(f) = &mut self.message {
+            f(ws, msg)
+        }
+    }
+    fn on_ping(&mut self, ws: &AppSender, payload: Bytes) {
+        if let Some(f) = &mut self.ping {
+            f(ws, payload)
+        }
+    }
+    fn on_pong(&mut self, ws: &AppSender, payload: Bytes) {
+        if let Some(f) = &mut self.pong {
+            f(ws, payload)
+        }
+    }
+    fn on_error(&mut self, ws: &AppSender, err: &Error) {
+        match &mut self.error {
+            Some(f) => f(ws, err),
+            None => log::warn!("wsapp: {err}"),
+        }
+    }
+    fn on_close(&mut self, ws: &AppSender, frame: Option<CloseFrame>) {
+        if let Some(f) = &mut self.close {
+            f(ws, frame)
+        }
+    }
+    fn on_reconnect(&mut self, ws: &AppSender) {
+        match &mut self.reconnect {
+            Some(f) => f(ws),
+            None => self.on_open(ws),
+        }
+    }
+    fn on_stats(&mut self, ws: &AppSender, stats: &Stats) {
+        if let Some(f) = &mut self.stats {
+            f(ws, stats)
+        }
+    }
+}
+
+/// Reconnect delays: exponential with full jitter.
+///
+/// Attempt `n` (from 1) waits a random time in `[0, min(max, min * 2^(n-1))]`.
+/// After a connection stayed up for `reset_after` (defaults to `max`), the
+/// attempt count starts again at 1.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// let b = wsapp::Backoff::exponential(Duration::from_millis(500), Duration::from_secs(30))
+///     .max_attempts(10);
+/// assert!(b.delay(3) <= Duration::from_secs(2));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    max_attempts: Option<u32>,
+    reset_after: Duration,
+}
+
+impl Backoff {
+    /// Delays growing from `min` up to `max`, with full jitter.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let b = wsapp::Backoff::exponential(Duration::from_millis(100), Duration::from_secs(5));
+    /// # let _ = b;
+    /// ```
+    pub fn exponential(min: Duration, max: Duration) -> Backoff {
+        Backoff {
+            min,
+            max: max.max(min),
+            max_attempts: None,
+            reset_after: max.max(min),
+        }
+    }
+
+    /// Gives up after `n` failed attempts in a row. Defaults to never.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let b = wsapp::Backoff::exponential(Duration::from_millis(100), Duration::from_secs(5)).max_attempts(3);
+    /// # let _ = b;
+    /// ```
+    pub fn max_attempts(mut self, n: u32) -> Backoff {
+        self.max_attempts = Some(n);
+        self
+    }
+
+    /// A connection that stays up this long resets the attempt count.
+    /// Defaults to the maximum delay.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let b = wsapp::Backoff::exponential(Duration::from_millis(100), Duration::from_secs(5))
+    ///     .reset_after(Duration::from_secs(60));
+    /// # let _ = b;
+    /// ```
+    pub fn reset_after(mut self, d: Duration) -> Backoff {
+        self.reset_after = d;
+        self
+    }
+
+    /// The upper bound of the delay before attempt `attempt` (1-based).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let b = wsapp::Backoff::exponential(Duration::from_millis(100), Duration::from_secs(1));
+    /// assert_eq!(b.ceiling(1), Duration::from_millis(100));
+    /// assert_eq!(b.ceiling(3), Duration::from_millis(400));
+    /// assert_eq!(b.ceiling(30), Duration::from_secs(1));
+    /// ```
+    pub fn ceiling(&self, attempt: u32) -> Duration {
+        let shift = attempt.saturating_sub(1).min(31);
+        self.min.saturating_mul(1u32 << shift).min(self.max)
+    }
+
+    /// A random delay in `[0, ceiling(attempt)]`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let b = wsapp::Backoff::exponential(Duration::from_millis(100), Duration::from_secs(1));
+    /// assert!(b.delay(2) <= Duration::from_millis(200));
+    /// ```
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let ceiling = self.ceiling(attempt).as_nanos() as u64;
+        // Full jitter; std's RandomState is randomly keyed, enough for spreading clients.
+        let mut h = RandomState::new().build_hasher();
+        h.write_u128(Instant::now().elapsed().as_nanos());
+        Duration::from_nanos(h.finish() % (ceiling + 1))
+    }
+}
+
+/// State shared by the app's dispatcher and its [`AppSender`]s.
+#[derive(Default)]
+struct AppShared {
+    current: Mutex<Option<Sender>>,
+    last_stats: Mutex<Stats>,
+    closed: AtomicBool,
+    /// Wakes a backoff sleep when the user closes.
+    sleep: (Mutex<()>, Condvar),
+}
+
+impl AppShared {
+    fn current(&self) -> MutexGuard<'_, Option<Sender>> {
+        self.current.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A handle on an app's connection that stays valid across reconnects.
+///
+/// Between connections, sends fail with [`Error::NotConnected`] rather than
+/// queueing for a connection that does not exist yet. `Clone + Send + Sync`.
+///
+/// # Examples
+///
+/// ```no_run
+/// let handle = wsapp::WebSocketApp::new(wsapp::Client::new("ws://127.0.0.1:9001/")).start()?;
+/// let tx = handle.sender();
+/// std::thread::spawn(move || { let _ = tx.send_text("from elsewhere"); });
+/// # Ok::<(), wsapp::Error>(())
+/// ```
+#[derive(Clone, Default)]
+pub struct AppSender {
+    shared: Arc<AppShared>,
+}
+
+impl std::fmt::Debug for AppSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppSender")
+            .field("connected", &self.is_connected())
+            .field("closed", &self.shared.closed.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl AppSender {
+    fn with<T>(&self, f: impl FnOnce(&Sender) -> Result<T>) -> Result<T> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed(None));
+        }
+        // Clone out of the lock: a send may wait for room in the outbox.
+        let sender = self.shared.current().clone();
+        match sender {
+            Some(s) => f(&s),
+            None => Err(Error::NotConnected),
+        }
+    }
+
+    /// Sends a message on the current connection. See [`Sender::send`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotConnected`] between connections; [`Error::Closed`] after `close`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let ws = wsapp::AppSender::default();
+    /// ws.send(wsapp::Message::text("hi"))?;
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn send(&self, msg: Message) -> Result<()> {
+        self.with(|s| s.send(msg))
+    }
+
+    /// Sends without waiting. See [`Sender::try_send`].
+    ///
+    /// # Errors
+    ///
+    /// Hands the message back when the outbox is full, or in `Closed` when there
+    /// is no open connection.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let ws = wsapp::AppSender::default(); // never connected
+    /// assert!(ws.try_send(wsapp::Message::text("hi")).is_err());
+    /// ```
+    pub fn try_send(&self, msg: Message) -> std::result::Result<(), TrySendError> {
+        let sender = self.shared.current().clone();
+        match sender {
+            Some(s) if !self.shared.closed.load(Ordering::Acquire) => s.try_send(msg),
+            _ => Err(TrySendError::Closed(msg)),
+        }
+    }
+
+    /// Sends a text message.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](AppSender::send).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let ws = wsapp::AppSender::default(); // never connected
+    /// assert_eq!(ws.send_text("hi").unwrap_err().kind(), wsapp::ErrorKind::NotConnected);
+    /// ```
+    pub fn send_text(&self, text: impl Into<Utf8Bytes>) -> Result<()> {
+        self.send(Message::Text(text.into()))
+    }
+
+    /// Sends a binary message.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](AppSender::send).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let ws = wsapp::AppSender::default();
+    /// ws.send_binary(vec![1u8, 2])?;
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn send_binary(&self, data: impl Into<Bytes>) -> Result<()> {
+        self.send(Message::Binary(data.into()))
+    }
+
+    /// Sends a ping.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](AppSender::send).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let ws = wsapp::AppSender::default();
+    /// ws.ping(Vec::new())?;
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn ping(&self, payload: impl Into<Bytes>) -> Result<()> {
+        self.send(Message::Ping(payload.into()))
+    }
+
+    /// Closes for good: starts the close handshake on the current connection,
+    /// cancels any reconnect or backoff sleep, and makes `run_forever` return
+    /// `Ok(())` once the connection has ended. Returns at once.
+    ///
+    /// # Errors
+    ///
+    /// None today; the `Result` leaves room for validation.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let ws = wsapp::AppSender::default();
+    /// ws.close(1000, "bye")?;
+    /// assert!(ws.send_text("late").unwrap_err().is_closed());
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn close(&self, code: u16, reason: &str) -> Result<()> {
+        self.shared.closed.store(true, Ordering::Release);
+        let current = self.shared.current().clone();
+        if let Some(s) = current {
+            s.close(code, reason)?;
+        }
+        let (lock, cv) = &self.shared.sleep;
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        cv.notify_all();
+        Ok(())
+    }
+
+    /// Whether a connection is open now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(!wsapp::AppSender::default().is_connected());
+    /// ```
+    pub fn is_connected(&self) -> bool {
+        self.shared
+            .current()
+            .as_ref()
+            .is_some_and(|s| !s.is_closed())
+    }
+
+    /// Stats of the current connection, or of the last one between connections.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let s = wsapp::AppSender::default().stats();
+    /// assert_eq!(s.received, 0);
+    /// ```
+    pub fn stats(&self) -> Stats {
+        let current = self.shared.current().clone();
+        match current {
+            Some(s) => s.stats(),
+            None => self
+                .shared
+                .last_stats
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        }
+    }
+}
+
+/// The callback app: connect, dispatch every event to a handler on this
+/// thread, keep alive, reconnect.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use wsapp::{Backoff, Client, WebSocketApp};
+///
+/// WebSocketApp::new(Client::new("ws://127.0.0.1:9001/").queue(1024))
+///     .on_open(|ws| { let _ = ws.send_text("subscribe"); })
+///     .on_message(|_ws, msg| println!("{msg}"))
+///     .on_error(|_ws, err| eprintln!("{err}"))
+///     .on_close(|_ws, frame| println!("closed: {frame:?}"))
+///     .ping_interval(Duration::from_secs(20))
+///     .ping_timeout(Duration::from_secs(10))
+///     .reconnect(Backoff::exponential(Duration::from_millis(500), Duration::from_secs(30)))
+///     .run_forever()?;
+/// # Ok::<(), wsapp::Error>(())
+/// ```
+pub struct WebSocketApp<H: Handler = Callbacks> {
+    client: Client,
+    handler: H,
+    reconnect: Option<Backoff>,
+    reconnect_on_server_close: bool,
+    stats_interval: Option<Duration>,
+    sender: AppSender,
+}
+
+impl<H: Handler> std::fmt::Debug for WebSocketApp<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocketApp")
+            .field("client", &self.client)
+            .field("reconnect", &self.reconnect)
+            .field("reconnect_on_server_close", &self.reconnect_on_server_close)
+            .field("stats_interval", &self.stats_interval)
+            .finish()
+    }
+}
+
+static NEXT_APP: AtomicUsize = AtomicUsize::new(1);
+
+impl WebSocketApp<Callbacks> {
+    /// An app whose handler is made of closures set with the `on_*` methods.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let app = wsapp::WebSocketApp::new(wsapp::Client::new("ws://127.0.0.1:9001/"));
+    /// # let _ = app;
+    /// ```
+    pub fn new(client: Client) -> Self {
+        WebSocketApp::with_handler(client, Callbacks::default())
+    }
+
+    /// Called when the connection opens (and on reconnect, unless `on_reconnect` is set).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let app = wsapp::WebSocketApp::new(wsapp::Client::new("ws://h/"));
+    /// let app = app.on_open(|ws| { let _ = ws.send_text("subscribe"); });
+    /// ```
+    pub fn on_open(mut self, f: impl FnMut(&AppSender) + Send + 'static) -> Self {
+        self.handler.open = Some(Box::new(f));
+        self
+    }
+
+    /// Called for every text and binary message.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let app = wsapp::WebSocketApp::new(wsapp::Client::new("ws://h/"));
+    /// let app = app.on_message(|_ws, msg| println!("{msg}"));
+    /// ```
+    pub fn on_message(mut self, f: impl FnMut(&AppSender, Message) + Send + 'static) -> Self {
+        self.handler.message = Some(Box::new(f));
+        self
+    }
+
+    /// Called for every ping from the server (already answered).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let app = wsapp::WebSocketApp::new(wsapp::Client::new("ws://h/"));
+    /// let app = app.on_ping(|_ws, payload| println!("ping {payload:?}"));
+    /// ```
+    pub fn on_ping(mut self, f: impl FnMut(&AppSender, Bytes) + Send + 'static) -> Self {
+        self.handler.ping = Some(Box::new(f));
+        self
+    }
+
+    /// Called for every pong.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let app = wsapp::WebSocketApp::new(wsapp::Client::new("ws://h/"));
+    /// let app = app.on_pong(|_ws, payload| println!("pong {payload:?}"));
+    /// ```
+    pub fn on_pong(mut self, f: impl FnMut(&AppSender, Bytes) + Send + 'static) -> Self {
+        self.handler.pong = Some(Box::new(f));
+        self
+    }
+
+    /// Called for every error. Without it, errors are logged at warn level.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let app = wsapp::WebSocketApp::new(wsapp::Client::new("ws://h/"));
+    /// let app = app.on_error(|_ws, err| eprintln!("{err}"));
+    /// ```
+    pub fn on_error(mut self, f: impl FnMut(&AppSender, &Error) + Send + 'static) -> Self {
+        self.handler.error = Some(Box::new(f));
+        self
+    }
+
+    /// Called once per connection that opened, when it ends.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let app = wsapp::WebSocketApp::new(wsapp::Client::new("ws://h/"));
+    /// let app = app.on_close(|_ws, frame| println!("{frame:?}"));
+    /// ```
+    pub fn on_close(
+        mut self,
+        f: impl FnMut(&AppSender, Option<CloseFrame>) + Send + 'static,
+    ) -> Self {
+        self.handler.close = Some(Box::new(f));
+        self
+    }
+
+    /// Called after each successful reconnect instead of `on_open`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let app = wsapp::WebSocketApp::new(wsapp::Client::new("ws://h/"));
+    /// let app = app.on_reconnect(|ws| { let _ = ws.send_text("resubscribe"); });
+    /// ```
+    pub fn on_reconnect(mut self, f: impl FnMut(&AppSender) + Send + 'static) -> Self {
+        self.handler.reconnect = Some(Box::new(f));
+        self
+    }
+
+    /// Called with a stats snapshot every `interval` while connected.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let app = wsapp::WebSocketApp::new(wsapp::Client::new("ws://h/"));
+    /// let app = app.on_stats(std::time::Duration::from_secs(1), |_ws, s| eprintln!("{s}"));
+    /// ```
+    pub fn on_stats(
+        mut self,
+        interval: Duration,
+        f: impl FnMut(&AppSender, &Stats) + Send + 'static,
+    ) -> Self {
+        self.handler.stats = Some(Box::new(f));
+        self.stats_interval = Some(interval);
+        self
+    }
+}
+
+impl<H: Handler + 'static> WebSocketApp<H> {
+    /// An app that calls the methods of `handler`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// struct Quiet;
+    /// impl wsapp::Handler for Quiet {}
+    /// let app = wsapp::WebSocketApp::with_handler(wsapp::Client::new("ws://h/"), Quiet);
+    /// # let _ = app;
+    /// ```
+    pub fn with_handler(client: Client, handler: H) -> Self {
+        WebSocketApp {
+            client,
+            handler,
+            reconnect: None,
+            reconnect_on_server_close: true,
+            stats_interval: None,
+            sender: AppSender::default(),
+        }
+    }
+
+    /// Sends a ping every `interval` (from the I/O thread). See [`Client::ping_interval`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let app = wsapp::WebSocketApp::new(wsapp::Client::new("ws://h/"));
+    /// let app = app.ping_interval(std::time::Duration::from_secs(20));
+    /// ```
+    pub fn ping_interval(mut self, interval: Duration) -> Self {
+        self.client = self.client.ping_interval(interval);
+        self
+    }
+
+    /// Ends the connection when nothing is read within `timeout` of a ping;
+    /// suspended while reading is paused. See [`Client::ping_timeout`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let app = wsapp::WebSocketApp::new(wsapp::Client::new("ws://h/"));
+    /// let app = app.ping_timeout(std::time::Duration::from_secs(10));
+    /// ```
+    pub fn ping_timeout(mut self, timeout: Duration) -> Self {
+        self.client = self.client.ping_timeout(timeout);
+        self
+    }
+
+    /// The payload of keepalive pings.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let app = wsapp::WebSocketApp::new(wsapp::Client::new("ws://h/"));
+    /// let app = app.ping_payload(&b"hb"[..]);
+    /// ```
+    pub fn ping_payload(mut self, payload: impl Into<Bytes>) -> Self {
+        self.client = self.client.ping_payload(payload);
+        self
+    }
+
+    /// Reconnects with this backoff after a failed connect or a lost connection.
+    /// Off by default. A connection closed by the user is never reconnected.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # let app = wsapp::WebSocketApp::new(wsapp::Client::new("ws://h/"));
+    /// let app = app.reconnect(wsapp::Backoff::exponential(Duration::from_millis(500), Duration::from_secs(30)));
+    /// ```
+    pub fn reconnect(mut self, backoff: Backoff) -> Self {
+        self.reconnect = Some(backoff);
+        self
+    }
+
+    /// Whether a close started by the server is reconnected too (when reconnect is on).
+    /// Defaults to `true`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let app = wsapp::WebSocketApp::new(wsapp::Client::new("ws://h/"));
+    /// let app = app.reconnect_on_server_close(false);
+    /// ```
+    pub fn reconnect_on_server_close(mut self, on: bool) -> Self {
+        self.reconnect_on_server_close = on;
+        self
+    }
+
+    /// How often `on_stats` is called. Defaults to never.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let app = wsapp::WebSocketApp::new(wsapp::Client::new("ws://h/"));
+    /// let app = app.stats_interval(std::time::Duration::from_secs(5));
+    /// ```
+    pub fn stats_interval(mut self, interval: Duration) -> Self {
+        self.stats_interval = Some(interval);
+        self
+    }
+
+    /// A sender that follows reconnects; usable before `run_forever` starts.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let app = wsapp::WebSocketApp::new(wsapp::Client::new("ws://h/"));
+    /// let tx = app.sender();
+    /// # let _ = tx;
+    /// ```
+    pub fn sender(&self) -> AppSender {
+        self.sender.clone()
+    }
+
+    /// Runs the app in a background thread (`wsapp-disp-N`); returns its handle.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for invalid settings (checked before the thread starts).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let app = wsapp::WebSocketApp::new(wsapp::Client::new("ws://127.0.0.1:9001/")).start()?;
+    /// app.sender().send_text("hi")?;
+    /// app.close(1000, "done")?;
+    /// app.join()?;
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn start(self) -> Result<AppHandle> {
+        self.client.validate()?;
+        let sender = self.sender.clone();
+        let id = NEXT_APP.fetch_add(1, Ordering::Relaxed);
+        let thread = std::thread::Builder::new()
+            .name(format!("wsapp-disp-{id}"))
+            .spawn(move || self.run_forever())
+            .map_err(Error::Io)?;
+        Ok(AppHandle {
+            sender,
+            thread: Some(thread),
+        })
+    }
+
+    /// Connects and dispatches events to the handler on this thread until the
+    /// app is closed, or the connection ends and is not reconnected.
+    ///
+    /// # Errors
+    ///
+    /// `Ok(())` after [`AppSender::close`]. Otherwise the error that ended it:
+    /// [`Error::Config`] for invalid settings, the last connect error when the
+    /// attempts are used up, [`Error::Closed`] with the server's frame when the
+    /// server closed and that is not reconnected, or the connection's error.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// wsapp::WebSocketApp::new(wsapp::Client::new("ws://127.0.0.1:9001/"))
+    ///     .on_message(|ws, msg| { let _ = ws.send(msg); })
+    ///     .run_forever()?;
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn run_forever(mut self) -> Result<()> {
+        self.client.validate()?;
+        let mut attempt: u32 = 0;
+        let mut opened_before = false;
+        loop {
+            if self.closed() {
+                return Ok(());
+            }
+            let outcome = match self.client.connect() {
+                Ok(ws) => {
+                    let up = Instant::now();
+                    let end = self.session(ws, opened_before);
+                    opened_before = true;
+                    if up.elapsed()
+                        >= self
+                            .reconnect
+                            .as_ref()
+                            .map_or(Duration::ZERO, |b| b.reset_after)
+                    {
+                        attempt = 0;
+                    }
+                    end
+                }
+                Err(e) => {
+                    self.call("on_error", |h, s| h.on_error(s, &e));
+                    e
+                }
+            };
+            if self.closed() {
+                return Ok(());
+            }
+            let server_close = matches!(outcome, Error::Closed(_));
+            let Some(backoff) = self.reconnect.clone() else {
+                return Err(outcome);
+            };
+            if server_close && !self.reconnect_on_server_close {
+                return Err(outcome);
+            }
+            attempt += 1;
+            if backoff.max_attempts.is_some_and(|max| attempt > max) {
+                return Err(outcome);
+            }
+            let delay = backoff.delay(attempt);
+            log::debug!("reconnecting in {delay:?} (attempt {attempt})");
+            self.sleep(delay);
+        }
+    }
+
+    fn closed(&self) -> bool {
+        self.sender.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// Sleeps up to `d`; `close()` cuts it short.
+    fn sleep(&self, d: Duration) {
+        let (lock, cv) = &self.sender.shared.sleep;
+        let deadline = Instant::now() + d;
+        let mut guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        while !self.closed() {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            guard = cv
+                .wait_timeout(guard, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Runs a callback, turning a panic into an `on_error` call.
+    fn call(&mut self, name: &'static str, f: impl FnOnce(&mut H, &AppSender)) {
+        let sender = self.sender.clone();
+        let handler = &mut self.handler;
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| f(handler, &sender))) {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(not a string)".to_string());
+            let err = Error::Handler {
+                callback: name,
+                message,
+            };
+            log::debug!("{err}");
+            if name == "on_error" {
+                log::error!("wsapp: on_error panicked while reporting: {err}");
+                return;
+            }
+            let handler = &mut self.handler;
+            if catch_unwind(AssertUnwindSafe(|| handler.on_error(&sender, &err))).is_err() {
+                log::error!("wsapp: on_error panicked while reporting: {err}");
+            }
+        }
+    }
+
+    /// One connection's life: open, dispatch, close. Returns why it ended.
+    fn session(&mut self, ws: crate::WebSocket, reopened: bool) -> Error {
+        *self.sender.shared.current() = Some(ws.sender());
+        if self.closed() {
+            // close() raced with connect: it saw no connection to close.
+            let _ = ws.sender().close(1000, "");
+        }
+        if reopened {
+            self.call("on_reconnect", |h, s| h.on_reconnect(s));
+        } else {
+            self.call("on_open", |h, s| h.on_open(s));
+        }
+        let mut next_stats = self.stats_interval.map(|i| Instant::now() + i);
+        let end = loop {
+            let got = match next_stats {
+                Some(at) => ws.recv_deadline(at),
+                None => ws.recv().map(Some),
+            };
+            match got {
+                Ok(Some(msg)) => self.dispatch(msg),
+                Ok(None) => {
+                    let stats = ws.stats();
+                    self.call("on_stats", |h, s| h.on_stats(s, &stats));
+                    next_stats = self.stats_interval.map(|i| Instant::now() + i);
+                }
+                Err(e) => break e,
+            }
+        };
+        *self
+            .sender
+            .shared
+            .last_stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = ws.stats();
+        *self.sender.shared.current() = None;
+        match &end {
+            Error::Closed(frame) => {
+                let frame = frame.clone();
+                self.call("on_close", |h, s| h.on_close(s, frame));
+            }
+            e => {
+                if !self.closed() || !matches!(e, Error::Timeout(crate::Phase::Close)) {
+                    self.call("on_error", |h, s| h.on_error(s, e));
+                }
+                self.call("on_close", |h, s| h.on_close(s, None));
+            }
+        }
+        drop(ws);
+        end
+    }
+
+    fn dispatch(&mut self, msg: Message) {
+        match msg {
+            Message::Ping(p) => self.call("on_ping", |h, s| h.on_ping(s, p)),
+            Message::Pong(p) => self.call("on_pong", |h, s| h.on_pong(s, p)),
+            Message::Close(_) | Message::Frame(_) => {}
+            msg => self.call("on_message", |h, s| h.on_message(s, msg)),
+        }
+    }
+}
+
+/// A running app started with [`WebSocketApp::start`].
+///
+/// Dropping the handle does not stop the app; call [`close`](AppHandle::close)
+/// and [`join`](AppHandle::join).
+///
+/// # Examples
+///
+/// ```no_run
+/// let app = wsapp::WebSocketApp::new(wsapp::Client::new("ws://127.0.0.1:9001/")).start()?;
+/// println!("{}", app.stats());
+/// app.close(1000, "bye")?;
+/// app.join()?;
+/// # Ok::<(), wsapp::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct AppHandle {
+    sender: AppSender,
+    thread: Option<JoinHandle<Result<()>>>,
+}
+
+impl AppHandle {
+    /// A sender that follows reconnects.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let app = wsapp::WebSocketApp::new(wsapp::Client::new("ws://h/")).start()?;
+    /// app.sender().send_text("hi")?;
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn sender(&self) -> AppSender {
+        self.sender.clone()
+    }
+
+    /// Stats of the current (or last) connection.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let app = wsapp::WebSocketApp::new(wsapp::Client::new("ws://h/")).start()?;
+    /// println!("{}", app.stats());
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn stats(&self) -> Stats {
+        self.sender.stats()
+    }
+
+    /// Closes for good. See [`AppSender::close`].
+    ///
+    /// # Errors
+    ///
+    /// None today; the `Result` leaves room for validation.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let app = wsapp::WebSocketApp::new(wsapp::Client::new("ws://h/")).start()?;
+    /// app.close(1000, "bye")?;
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn close(&self, code: u16, reason: &str) -> Result<()> {
+        self.sender.close(code, reason)
+    }
+
+    /// Waits for the app to end; returns what `run_forever` returned.
+    ///
+    /// # Errors
+    ///
+    /// As [`WebSocketApp::run_forever`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let app = wsapp::WebSocketApp::new(wsapp::Client::new("ws://h/")).start()?;
+    /// app.close(1000, "")?;
+    /// app.join()?;
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn join(mut self) -> Result<()> {
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(Error::Handler {
+                callback: "dispatcher",
+                message: "the dispatcher thread panicked".into(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
