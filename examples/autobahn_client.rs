@@ -1,46 +1,41 @@
 //! Autobahn|Testsuite client: runs every case of a `wstest -m fuzzingserver`
-//! and echoes back each text and binary message, then asks the server to
+//! through wsapp's public API (a `WebSocketApp` whose handler echoes each
+//! text and binary message with its `AppSender`), then asks the server to
 //! write its reports.
 //!
 //! ```text
 //! cargo run --release --example autobahn_client -- ws://127.0.0.1:9001
 //! ```
 //!
-//! Driven by `.ci/autobahn.sh`. For now this runs on plain `tungstenite`
-//! (the crate's own dependency) so that the suite's infrastructure can be
-//! checked end to end; it is to be ported to the `wsapp` API.
+//! Driven by `.ci/autobahn.sh`.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
-use tungstenite::client::connect_with_config;
-use tungstenite::protocol::WebSocketConfig;
-use tungstenite::Message;
+use wsapp::{Client, Message, WebSocketApp};
 
 const AGENT: &str = "wsapp";
 
-/// Limits for the case connections: case 9.* sends messages of up to 16 MiB,
-/// in frames of up to 16 MiB.
-fn config() -> WebSocketConfig {
-    WebSocketConfig::default()
+/// Case 9.* sends messages of up to 16 MiB, in frames of up to 16 MiB.
+fn client(url: &str) -> Client {
+    Client::new(url)
         .max_message_size(Some(64 << 20))
         .max_frame_size(Some(32 << 20))
+        .queue_bytes(128 << 20)
+        .close_timeout(Duration::from_secs(2))
+        .handshake_timeout(Duration::from_secs(5))
 }
 
 fn case_count(base: &str) -> Result<u32, String> {
     let url = format!("{base}/getCaseCount");
-    let (mut ws, _) =
-        connect_with_config(url.as_str(), None, 0).map_err(|e| format!("{url}: {e}"))?;
+    let ws = client(&url).connect().map_err(|e| format!("{url}: {e}"))?;
     loop {
-        match ws.read() {
+        match ws.recv() {
             Ok(Message::Text(t)) => {
-                let n = t
+                return t
                     .trim()
                     .parse()
-                    .map_err(|e| format!("case count {:?}: {e}", t.as_str()))?;
-                let _ = ws.close(None);
-                // Let the closing handshake finish; errors here do not matter.
-                while ws.read().is_ok() {}
-                return Ok(n);
+                    .map_err(|e| format!("case count {:?}: {e}", t.as_str()));
             }
             Ok(_) => {}
             Err(e) => return Err(format!("{url}: no case count: {e}")),
@@ -49,43 +44,40 @@ fn case_count(base: &str) -> Result<u32, String> {
 }
 
 /// Runs one case: echoes text and binary messages until the connection ends.
-/// Any error ends the case; in fuzzing cases errors are expected.
+/// Errors end the case; in fuzzing cases they are expected.
 fn run_case(base: &str, case: u32) {
     let url = format!("{base}/runCase?case={case}&agent={AGENT}");
-    let mut ws = match connect_with_config(url.as_str(), Some(config()), 0) {
-        Ok((ws, _)) => ws,
-        Err(e) => {
-            eprintln!("case {case}: connect: {e}");
-            return;
+    let result = WebSocketApp::new(client(&url))
+        .on_message(|ws, msg| {
+            let _ = ws.send(msg);
+        })
+        .on_error(|_, _| {})
+        .run_forever();
+    if let Err(e) = result {
+        if !e.is_closed() {
+            log_case(case, &e);
         }
-    };
-    loop {
-        let result = match ws.read() {
-            Ok(msg @ (Message::Text(_) | Message::Binary(_))) => ws.send(msg),
-            // Pings are answered and closes acknowledged by tungstenite itself.
-            Ok(_) => Ok(()),
-            Err(_) => break,
-        };
-        if result.is_err() {
-            break;
-        }
+    }
+}
+
+fn log_case(case: u32, e: &wsapp::Error) {
+    if std::env::var_os("AUTOBAHN_VERBOSE").is_some() {
+        eprintln!("case {case}: {e}");
     }
 }
 
 fn update_reports(base: &str) -> Result<(), String> {
     let url = format!("{base}/updateReports?agent={AGENT}");
-    let (mut ws, _) =
-        connect_with_config(url.as_str(), None, 0).map_err(|e| format!("{url}: {e}"))?;
-    let _ = ws.close(None);
+    let ws = client(&url).connect().map_err(|e| format!("{url}: {e}"))?;
     // Wait for the server's close so the reports are written before we exit.
-    while ws.read().is_ok() {}
+    ws.close(1000, "").map_err(|e| format!("{url}: {e}"))?;
     Ok(())
 }
 
 fn main() -> ExitCode {
     let base = std::env::args()
         .nth(1)
-        .unwrap_or_else(|| "ws://127.0.0.1:9001".to_owned());
+        .unwrap_or_else(|| "ws://127.0.0.1:9001".to_string());
     let base = base.trim_end_matches('/');
     let count = match case_count(base) {
         Ok(n) => n,
@@ -98,10 +90,11 @@ fn main() -> ExitCode {
     for case in 1..=count {
         run_case(base, case);
     }
-    if let Err(e) = update_reports(base) {
-        eprintln!("autobahn_client: {e}");
-        return ExitCode::FAILURE;
+    match update_reports(base) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("autobahn_client: {e}");
+            ExitCode::FAILURE
+        }
     }
-    println!("autobahn_client: done");
-    ExitCode::SUCCESS
 }

@@ -857,7 +857,9 @@ fn unpin(msg: Message) -> Message {
 /// Why the I/O loop stopped.
 struct Ended {
     error: Error,
-    frame: Option<CloseFrame>,
+    /// The close code owed to the peer for a fault it caused; sent once the
+    /// handler has taken everything read before the fault.
+    owed_close: Option<CloseCode>,
 }
 
 /// The I/O thread's own state: nobody else touches it.
@@ -906,10 +908,7 @@ impl IoThread {
                     events.clear();
                     if let Err(e) = self.shared.poller.wait(&mut events, timeout) {
                         if e.kind() != io::ErrorKind::Interrupted {
-                            break Ended {
-                                error: Error::Io(e),
-                                frame: None,
-                            };
+                            break self.end_with(Error::Io(e));
                         }
                     }
                 }
@@ -921,24 +920,79 @@ impl IoThread {
 
     fn finish(mut self, ended: Ended) {
         let sh = self.shared.clone();
+        match &ended.error {
+            Error::Closed(_) => log::debug!("connection closed: {}", ended.error),
+            e => log::debug!("connection ended: {e}"),
+        }
+        // Everything read before the end is delivered first, then the error.
+        sh.inbox.finish(&mut self.pending, ended.error);
+        if let Some(code) = ended.owed_close {
+            self.settle_fault(code);
+        }
         {
             let io = sh.lock_io();
             let tcp = io.ws.get_ref().tcp();
             let _ = sh.poller.delete(tcp);
             let _ = tcp.shutdown(Shutdown::Both);
         }
-        match &ended.error {
-            Error::Closed(_) => log::debug!("connection closed: {}", ended.error),
-            e => log::debug!("connection ended: {e}"),
-        }
         sh.ended.store(true, Ordering::Release);
         // Senders blocked on a full outbox get `Closed` once the receiver is gone.
         drop(std::mem::replace(&mut self.outbox, channel::never()));
-        sh.inbox.finish(&mut self.pending, ended.error, ended.frame);
+    }
+
+    /// After a fault the peer caused: lets the handler answer the messages
+    /// read before it (their replies still go out), then sends the close code
+    /// the protocol asks for. Bounded by the close timeout.
+    fn settle_fault(&mut self, code: CloseCode) {
+        let sh = self.shared.clone();
+        let deadline = Instant::now() + self.opts.close_timeout;
+        let mut events = Events::new();
+        {
+            let io = sh.lock_io();
+            // Only the waker matters now.
+            let _ =
+                sh.poller
+                    .modify_with_mode(io.ws.get_ref().tcp(), Event::none(0), PollMode::Level);
+        }
+        while !sh.inbox.end_seen() && Instant::now() < deadline {
+            {
+                let mut io = sh.lock_io();
+                while let Ok(msg) = self.outbox.try_recv() {
+                    if self.write(&mut io, msg).is_err() {
+                        return;
+                    }
+                }
+            }
+            events.clear();
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let _ = sh
+                .poller
+                .wait(&mut events, Some(wait.min(Duration::from_millis(50))));
+        }
+        let mut io = sh.lock_io();
+        while let Ok(msg) = self.outbox.try_recv() {
+            if self.write(&mut io, msg).is_err() {
+                return;
+            }
+        }
+        let frame = CloseFrame {
+            code,
+            reason: Utf8Bytes::from(""),
+        };
+        // Best effort: the connection ends either way. Give a full socket
+        // buffer a moment to take the close frame.
+        let _ = io.ws.close(Some(frame));
+        let until = Instant::now() + Duration::from_millis(200);
+        while matches!(io.ws.flush(), Err(ref e) if would_block(e)) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
     fn end_with(&self, error: Error) -> Ended {
-        Ended { error, frame: None }
+        Ended {
+            error,
+            owed_close: None,
+        }
     }
 
     /// One pass: writes, close, keepalive, reads. Returns how long to wait.
@@ -1095,10 +1149,7 @@ impl IoThread {
                 Err(tungstenite::Error::ConnectionClosed) => {
                     self.push();
                     let frame = self.peer_close.clone().or_else(|| self.our_close.clone());
-                    return Err(Ended {
-                        error: Error::Closed(frame.clone()),
-                        frame,
-                    });
+                    return Err(self.end_with(Error::Closed(frame)));
                 }
                 Err(e) => {
                     self.push();
@@ -1123,8 +1174,8 @@ impl IoThread {
         all
     }
 
-    /// Ends on a read or write error, sending the close code the protocol asks for.
-    fn fail(&self, io: &mut Io, e: tungstenite::Error) -> Ended {
+    /// Ends on a read or write error; a fault of the peer's owes it a close code.
+    fn fail(&self, _io: &mut Io, e: tungstenite::Error) -> Ended {
         use tungstenite::error::ProtocolError;
         let code = match &e {
             tungstenite::Error::Capacity(_) => Some(CloseCode::Size),
@@ -1133,19 +1184,10 @@ impl IoThread {
             tungstenite::Error::Protocol(_) => Some(CloseCode::Protocol),
             _ => None,
         };
-        let error = Error::from_ws(e);
-        if let Some(code) = code {
-            if !self.close_sent {
-                let frame = CloseFrame {
-                    code,
-                    reason: Utf8Bytes::from(""),
-                };
-                // Best effort: the connection is ending anyway.
-                let _ = io.ws.close(Some(frame));
-                let _ = io.ws.flush();
-            }
+        Ended {
+            error: Error::from_ws(e),
+            owed_close: code.filter(|_| !self.close_sent),
         }
-        Ended { error, frame: None }
     }
 
     /// Checks deadlines; returns how long the poller may sleep.

@@ -242,6 +242,22 @@ impl Error {
         matches!(self, Error::Closed(_))
     }
 
+    /// A copy for repeated reports of the same end (`recv` after the end).
+    pub(crate) fn duplicate(&self) -> Error {
+        let io = |e: &io::Error| io::Error::new(e.kind(), e.to_string());
+        match self {
+            Error::Closed(f) => Error::Closed(f.clone()),
+            Error::ConnectionLost(e) => Error::ConnectionLost(io(e)),
+            Error::Io(e) => Error::Io(io(e)),
+            Error::Protocol(e) => Error::Protocol(e.clone()),
+            Error::Capacity(e) => Error::Capacity(*e),
+            Error::Utf8(s) => Error::Utf8(s.clone()),
+            Error::Timeout(p) => Error::Timeout(*p),
+            Error::NotConnected => Error::NotConnected,
+            other => Error::ConnectionLost(io::Error::other(other.to_string())),
+        }
+    }
+
     pub(crate) fn config(reason: impl Into<String>) -> Error {
         Error::Config {
             reason: reason.into(),

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::stats::{Drops, Stats, WaitHistogram};
-use crate::{CloseFrame, Message};
+use crate::Message;
 
 type PriorityFn = Arc<dyn Fn(&Message) -> u8 + Send + Sync>;
 type KeyFn = Arc<dyn Fn(&Message) -> Option<String> + Send + Sync>;
@@ -152,8 +152,9 @@ pub(crate) fn payload_len(msg: &Message) -> usize {
 
 enum End {
     Open,
-    /// The error `recv` returns first; later calls get `Closed(frame)`.
-    Ended(Option<Error>, Option<CloseFrame>),
+    /// Why the stream ended; every `recv` after the last message reports it.
+    /// `bool`: a consumer has seen it.
+    Ended(Error, bool),
 }
 
 struct State {
@@ -461,8 +462,15 @@ impl Inbox {
                 continue;
             }
             drop(front);
-            if let End::Ended(first, frame) = &mut st.end {
-                return Err(first.take().unwrap_or_else(|| Error::Closed(frame.clone())));
+            if let End::Ended(error, seen) = &mut st.end {
+                let first = !std::mem::replace(seen, true);
+                let error = error.duplicate();
+                drop(st);
+                if first {
+                    // The I/O thread may be waiting for this (see `end_seen`).
+                    (self.resume)();
+                }
+                return Err(error);
             }
             let now = Instant::now();
             st.waiting += 1;
@@ -527,14 +535,16 @@ impl Inbox {
         matches!(self.lock().end, End::Ended(..))
     }
 
+    /// Whether a consumer has received the end: everything before it was handled.
+    /// True at once when nobody will consume (abandoned).
+    pub(crate) fn end_seen(&self) -> bool {
+        let st = self.lock();
+        st.abandoned || matches!(st.end, End::Ended(_, true))
+    }
+
     /// Marks the end of the stream: `recv` returns `error` once everything queued
     /// (including `leftover`, the reader's unqueued batch) is delivered.
-    pub(crate) fn finish(
-        &self,
-        leftover: &mut VecDeque<Item>,
-        error: Error,
-        frame: Option<CloseFrame>,
-    ) {
+    pub(crate) fn finish(&self, leftover: &mut VecDeque<Item>, error: Error) {
         let mut st = self.lock();
         if !st.abandoned {
             // Reading has stopped, so the bound can give by one batch rather than lose it.
@@ -554,7 +564,7 @@ impl Inbox {
         }
         st.paused = false;
         self.paused.store(false, Ordering::Release);
-        st.end = End::Ended(Some(error), frame);
+        st.end = End::Ended(error, false);
         self.shared_len.store(st.items.len(), Ordering::Release);
         self.ready.notify_all();
     }
@@ -738,7 +748,7 @@ mod tests {
         let (q, _) = inbox(8, Overflow::Block);
         push(&q, &["1"]);
         let mut left: VecDeque<Item> = q.classify(Message::text("2")).into_iter().collect();
-        q.finish(&mut left, Error::Closed(None), None);
+        q.finish(&mut left, Error::Closed(None));
         assert_eq!(drain(&q), ["1", "2"]);
         assert!(q.pop(None).unwrap_err().is_closed());
         assert!(q.pop(None).unwrap_err().is_closed(), "the end repeats");
