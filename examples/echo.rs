@@ -12,7 +12,9 @@ fn main() -> Result<(), wsapp::Error> {
     thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             thread::spawn(move || {
-                let Ok(mut ws) = tungstenite::accept(stream) else { return };
+                let Ok(mut ws) = tungstenite::accept(stream) else {
+                    return;
+                };
                 while let Ok(msg) = ws.read() {
                     if msg.is_text() || msg.is_binary() {
                         if ws.send(msg).is_err() {

@@ -12,10 +12,20 @@ use tungstenite::protocol::WebSocketConfig;
 use crate::connection::{IoOptions, WebSocket};
 use crate::error::{Error, Result};
 use crate::handshake::HandshakeOptions;
+use crate::proxy::Proxy;
 use crate::queue::{FilterFn, Inbox, Overflow};
 use crate::socket::SocketOptions;
 use crate::tls::{Stream, TlsOptions};
 use crate::{Bytes, Message, Response};
+
+/// Where the proxy setting comes from.
+#[derive(Debug, Clone)]
+enum ProxyChoice {
+    /// `http_proxy`/`https_proxy`/`all_proxy` and `no_proxy`, read at each connect.
+    Env,
+    Direct,
+    Explicit(Proxy),
+}
 
 /// Connects with every option at its default.
 ///
@@ -70,6 +80,7 @@ pub struct Client {
     filter: Option<FilterFn>,
     io: IoOptions,
     redirects: u32,
+    proxy: ProxyChoice,
     /// An option that could not be taken (a bad certificate, say), reported by `connect`.
     deferred: Option<String>,
 }
@@ -87,6 +98,7 @@ impl std::fmt::Debug for Client {
             .field("filter", &self.filter.is_some())
             .field("io", &self.io)
             .field("redirects", &self.redirects)
+            .field("proxy", &self.proxy)
             .finish()
     }
 }
@@ -120,6 +132,7 @@ impl Client {
                 ping_payload: Bytes::new(),
             },
             redirects: 3,
+            proxy: ProxyChoice::Env,
             deferred: None,
         }
     }
@@ -462,6 +475,45 @@ impl Client {
         self
     }
 
+    /// Connects through this proxy (HTTP CONNECT, HTTPS, SOCKS5, SOCKS5h,
+    /// SOCKS4, SOCKS4a); the environment is then not read. The socket options
+    /// apply to the socket to the proxy, which carries the data.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let proxy = wsapp::Proxy::new("http://user:secret@127.0.0.1:3128")?;
+    /// let c = wsapp::Client::new("ws://example.com/").proxy(proxy);
+    /// assert!(!format!("{c:?}").contains("secret"));
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn proxy(mut self, proxy: Proxy) -> Client {
+        self.proxy = ProxyChoice::Explicit(proxy);
+        self
+    }
+
+    /// Whether to take the proxy from the environment when none is set:
+    /// `wss` uses `https_proxy`, `ws` uses `http_proxy`, then `all_proxy`
+    /// (lower case first, then upper case), unless `no_proxy` matches the host.
+    /// Defaults to `true`; `false` connects directly.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = wsapp::Client::new("ws://127.0.0.1:9001/").proxy_from_env(false);
+    /// # let _ = c;
+    /// ```
+    pub fn proxy_from_env(mut self, on: bool) -> Client {
+        if !matches!(self.proxy, ProxyChoice::Explicit(_)) {
+            self.proxy = if on {
+                ProxyChoice::Env
+            } else {
+                ProxyChoice::Direct
+            };
+        }
+        self
+    }
+
     /// Trusts an extra root certificate, PEM or DER, besides the system's.
     /// A certificate that does not parse is reported by `connect`.
     ///
@@ -623,9 +675,20 @@ impl Client {
 
     fn connect_once(&self, target: &crate::url::Target) -> Result<WebSocket> {
         let request = crate::handshake::request(target, &self.handshake)?;
-        let tcp = crate::socket::connect(&target.host, target.port, &self.socket)?;
+        let proxy = match &self.proxy {
+            ProxyChoice::Env => crate::proxy::from_env(target),
+            ProxyChoice::Direct => None,
+            ProxyChoice::Explicit(p) => Some(p.clone()),
+        };
+        let mut stream = match &proxy {
+            None => Stream::Tcp(crate::socket::connect(
+                &target.host,
+                target.port,
+                &self.socket,
+            )?),
+            Some(p) => self.tunnel(p, target)?,
+        };
         let deadline = Instant::now() + self.handshake_timeout;
-        let mut stream = Stream::Tcp(tcp);
         if target.secure {
             stream = crate::tls::wrap(stream, &target.host, &self.tls, deadline)?;
         }
@@ -642,6 +705,51 @@ impl Client {
             Inbox::new(queue, queue_bytes, overflow, filter, resume)
         })
     }
+}
+
+impl Client {
+    /// Connects to the proxy and opens a tunnel to the target through it.
+    fn tunnel(&self, proxy: &Proxy, target: &crate::url::Target) -> Result<Stream> {
+        log::debug!("connecting through proxy {}", proxy.redacted());
+        let tcp = crate::socket::connect(proxy.host(), proxy.port(), &self.socket)?;
+        let deadline = Instant::now() + self.socket.connect_timeout + self.handshake_timeout;
+        let mut stream = Stream::Tcp(tcp);
+        if proxy.is_tls() {
+            stream = crate::tls::wrap(stream, proxy.host(), &self.tls, deadline)?;
+        }
+        crate::tls::set_timeouts(&stream, deadline, crate::Phase::Proxy)?;
+        let host = if proxy.resolves_locally() {
+            resolve(&target.host, target.port, proxy.ipv4_only())?
+        } else {
+            target.host.clone()
+        };
+        crate::proxy::tunnel(&mut stream, proxy, &host, target.port)?;
+        Ok(stream)
+    }
+}
+
+/// Resolves `host` for a proxy that takes addresses, not names.
+fn resolve(host: &str, port: u16, ipv4_only: bool) -> Result<String> {
+    use std::net::ToSocketAddrs;
+    let dns = |source| Error::Dns {
+        host: host.to_string(),
+        source,
+    };
+    (host, port)
+        .to_socket_addrs()
+        .map_err(dns)?
+        .find(|a| !ipv4_only || a.is_ipv4())
+        .map(|a| a.ip().to_string())
+        .ok_or_else(|| {
+            dns(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                if ipv4_only {
+                    "no IPv4 address (SOCKS4 needs one)"
+                } else {
+                    "no addresses"
+                },
+            ))
+        })
 }
 
 fn is_redirect(resp: &Response) -> bool {

@@ -19,6 +19,7 @@ pub use app::{AppHandle, AppSender, Backoff, Callbacks, Handler, WebSocketApp};
 pub use client::{connect, Client};
 pub use connection::{Incoming, Sender, WebSocket};
 pub use error::{Error, ErrorKind, Phase, Response, Result, TrySendError};
+pub use proxy::Proxy;
 pub use queue::Overflow;
 pub use stats::{Drops, Stats};
 pub use tungstenite::protocol::frame::coding::CloseCode;
