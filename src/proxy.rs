@@ -16,9 +16,6 @@
 //! Logs: `debug` for the proxy chosen and the tunnel opened, `warn` for a
 //! `*_proxy` environment variable that is not a usable proxy URL.
 
-// TODO(lead): remove once the connect path calls from_env, tunnel and the accessors.
-#![allow(dead_code)]
-
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr};
