@@ -48,6 +48,8 @@ fn serve() {
     }
 }
 
+// tungstenite's callback type fixes the error type.
+#[allow(clippy::result_large_err)]
 fn handle(stream: TcpStream) {
     stream.set_nodelay(true).unwrap();
     let mut path = String::new();
@@ -241,6 +243,7 @@ fn main() {
             r.cpu / count as f64 * 1e9
         );
         let _ = child.kill();
+        let _ = child.wait();
         return;
     }
     println!("wsapp bench: {runs} runs, medians; server in a child process on 127.0.0.1:{port}");

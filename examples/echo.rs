@@ -16,10 +16,8 @@ fn main() -> Result<(), wsapp::Error> {
                     return;
                 };
                 while let Ok(msg) = ws.read() {
-                    if msg.is_text() || msg.is_binary() {
-                        if ws.send(msg).is_err() {
-                            break;
-                        }
+                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).is_err() {
+                        break;
                     }
                 }
             });

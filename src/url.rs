@@ -79,13 +79,19 @@ pub(crate) fn parse(input: &str) -> Result<Target> {
 
 /// The URL with any `user:password@` removed, for messages and logs.
 pub(crate) fn redact(input: &str) -> String {
-    let Some(scheme_end) = input.find("://") else {
-        return input.to_string();
+    let (prefix, rest) = match input.find("://") {
+        Some(i) => input.split_at(i + 3),
+        None => ("", input),
     };
-    let rest = &input[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{}***@{}", &input[..scheme_end + 3], &rest[at + 1..]),
+    // The userinfo ends at the last '@' before the path; but a password that is
+    // not percent-encoded may hold a '/', so any '@' after a ':' also counts.
+    // Redacting too much is harmless here: this is for messages and logs.
+    let path_start = rest.find('/').unwrap_or(rest.len());
+    let at = rest[..path_start]
+        .rfind('@')
+        .or_else(|| rest.rfind('@').filter(|&at| rest[..at].contains(':')));
+    match at {
+        Some(at) => format!("{prefix}***@{}", &rest[at + 1..]),
         None => input.to_string(),
     }
 }
@@ -154,5 +160,7 @@ mod tests {
         assert_eq!(redact("http://u:p@proxy:3128"), "http://***@proxy:3128");
         assert_eq!(redact("ws://h/a@b"), "ws://h/a@b");
         assert_eq!(redact("nothing"), "nothing");
+        assert_eq!(redact("u:pw@h:1"), "***@h:1");
+        assert_eq!(redact("http://u:p/ss@h:3128"), "http://***@h:3128");
     }
 }
