@@ -1,0 +1,2 @@
+//! wsdump placeholder
+fn main() {}
