@@ -202,7 +202,8 @@ impl Backoff {
         }
     }
 
-    /// Gives up after `n` failed attempts in a row. Defaults to never.
+    /// Gives up after `n` reconnect attempts in a row have failed (so at most
+    /// `n + 1` connects after a connection is lost). Defaults to never.
     ///
     /// # Examples
     ///
@@ -920,7 +921,15 @@ impl<H: Handler + 'static> WebSocketApp<H> {
                 None => ws.recv().map(Some),
             };
             match got {
-                Ok(Some(msg)) => self.dispatch(msg),
+                Ok(Some(msg)) => {
+                    self.dispatch(msg);
+                    // A busy connection never lets the deadline pass idle.
+                    if next_stats.is_some_and(|at| Instant::now() >= at) {
+                        let stats = ws.stats();
+                        self.call("on_stats", |h, s| h.on_stats(s, &stats));
+                        next_stats = self.stats_interval.map(|i| Instant::now() + i);
+                    }
+                }
                 Ok(None) => {
                     let stats = ws.stats();
                     self.call("on_stats", |h, s| h.on_stats(s, &stats));
@@ -942,7 +951,8 @@ impl<H: Handler + 'static> WebSocketApp<H> {
                 self.call("on_close", |h, s| h.on_close(s, frame));
             }
             e => {
-                if !self.closed() || !matches!(e, Error::Timeout(crate::Phase::Close)) {
+                // After the user's close, a peer that does not answer is no news.
+                if !self.closed() {
                     self.call("on_error", |h, s| h.on_error(s, e));
                 }
                 self.call("on_close", |h, s| h.on_close(s, None));

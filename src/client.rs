@@ -18,6 +18,11 @@ use crate::socket::SocketOptions;
 use crate::tls::{Stream, TlsOptions};
 use crate::{Bytes, Message, Response};
 
+/// What "no limit" means for message and frame sizes: the most memory can
+/// hold. tungstenite reserves a frame's announced length up front, and an
+/// unlimited 2^63 would make that allocation panic.
+const NO_LIMIT: usize = isize::MAX as usize;
+
 /// Where the proxy setting comes from.
 #[derive(Debug, Clone)]
 enum ProxyChoice {
@@ -330,7 +335,9 @@ impl Client {
     }
 
     /// The inbox bound in payload bytes. A single message larger than the bound
-    /// is still taken when the inbox is empty. Defaults to 64 MiB.
+    /// is still taken when the inbox is empty. When the connection ends, the
+    /// reader's last batch (at most 64 messages or 256 KiB, plus one message)
+    /// is queued past the bounds rather than lost. Defaults to 64 MiB.
     ///
     /// # Examples
     ///
@@ -387,8 +394,8 @@ impl Client {
     }
 
     /// The largest message accepted; a bigger one closes the connection with
-    /// 1009 and gives [`Error::Capacity`]. `None` removes the limit.
-    /// Defaults to 64 MiB.
+    /// 1009 and gives [`Error::Capacity`]. `None` removes the limit: a peer can
+    /// then make this process allocate whatever it announces. Defaults to 64 MiB.
     ///
     /// # Examples
     ///
@@ -397,7 +404,7 @@ impl Client {
     /// # let _ = c;
     /// ```
     pub fn max_message_size(mut self, bytes: Option<usize>) -> Client {
-        self.ws_config.max_message_size = bytes;
+        self.ws_config.max_message_size = Some(bytes.unwrap_or(NO_LIMIT));
         self
     }
 
@@ -411,7 +418,7 @@ impl Client {
     /// # let _ = c;
     /// ```
     pub fn max_frame_size(mut self, bytes: Option<usize>) -> Client {
-        self.ws_config.max_frame_size = bytes;
+        self.ws_config.max_frame_size = Some(bytes.unwrap_or(NO_LIMIT));
         self
     }
 
@@ -681,7 +688,7 @@ impl Client {
             ProxyChoice::Explicit(p) => Some(p.clone()),
         };
         let mut stream = match &proxy {
-            None => Stream::Tcp(crate::socket::connect(
+            None => Stream::tcp_stream(crate::socket::connect(
                 &target.host,
                 target.port,
                 &self.socket,
@@ -713,7 +720,7 @@ impl Client {
         log::debug!("connecting through proxy {}", proxy.redacted());
         let tcp = crate::socket::connect(proxy.host(), proxy.port(), &self.socket)?;
         let deadline = Instant::now() + self.socket.connect_timeout + self.handshake_timeout;
-        let mut stream = Stream::Tcp(tcp);
+        let mut stream = Stream::tcp_stream(tcp);
         if proxy.is_tls() {
             stream = crate::tls::wrap(stream, proxy.host(), &self.tls, deadline)?;
         }

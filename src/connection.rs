@@ -436,6 +436,8 @@ impl WebSocket {
         opts: IoOptions,
         make_inbox: impl FnOnce(Box<dyn Fn() + Send + Sync>) -> Inbox,
     ) -> Result<WebSocket> {
+        let mut ws = ws;
+        ws.get_mut().clear_deadline();
         let tcp = ws.get_ref().tcp();
         tcp.set_nonblocking(true).map_err(Error::Io)?;
         let local_addr = tcp.local_addr().map_err(Error::Io)?;
@@ -840,18 +842,47 @@ impl Iterator for Incoming<'_> {
 }
 
 /// Messages below this size are copied out of tungstenite's read buffer.
-const UNPIN_BELOW: usize = 64 << 10;
+const UNPIN_BELOW: usize = 16 << 10;
+/// Size of the chunks small payloads are copied into (below glibc's mmap
+/// threshold, so chunks are recycled by the allocator rather than mapped).
+const SLAB: usize = 64 << 10;
 
 /// A payload tungstenite hands out shares its read buffer. Queued, it would pin
 /// that buffer, and tungstenite would then read into small fresh buffers: one
-/// `recv` per message instead of one per 128 KiB. Copying a small payload is far
-/// cheaper than those syscalls; a large one gets a buffer of its own anyway.
-fn unpin(msg: Message) -> Message {
-    match msg {
-        Message::Binary(b) if b.len() < UNPIN_BELOW => Message::Binary(Bytes::copy_from_slice(&b)),
-        Message::Text(t) if t.len() < UNPIN_BELOW => Message::Text(Utf8Bytes::from(t.as_str())),
-        other => other,
+/// `recv` per message instead of one per 128 KiB. So small payloads are copied
+/// into chunks that many messages share: one allocation per chunk, freed when
+/// its last message is dropped. A large payload gets a buffer of its own anyway.
+#[derive(Default)]
+struct Unpin {
+    slab: bytes::BytesMut,
+}
+
+impl Unpin {
+    fn copy(&mut self, data: &[u8]) -> Bytes {
+        if self.slab.capacity() - self.slab.len() < data.len() {
+            self.slab = bytes::BytesMut::with_capacity(SLAB);
+        }
+        self.slab.extend_from_slice(data);
+        self.slab.split().freeze()
     }
+
+    fn unpin(&mut self, msg: Message) -> Message {
+        match msg {
+            Message::Binary(b) if b.len() < UNPIN_BELOW => Message::Binary(self.copy(&b)),
+            Message::Text(t) if t.len() < UNPIN_BELOW => {
+                let copy = self.copy(t.as_bytes());
+                // Valid UTF-8 a moment ago; checking again is cheap at this size.
+                Utf8Bytes::try_from(copy).map_or(Message::Text(t), Message::Text)
+            }
+            other => other,
+        }
+    }
+}
+
+/// tungstenite replaces a close frame whose code is not allowed with this one
+/// (and sends it back); the peer never sent it.
+fn is_substitute(frame: &CloseFrame) -> bool {
+    frame.code == CloseCode::Protocol && frame.reason.as_str() == "Protocol violation"
 }
 
 /// Why the I/O loop stopped.
@@ -878,6 +909,9 @@ struct IoThread {
     next_ping: Option<Instant>,
     pong_deadline: Option<Instant>,
     interest: (bool, bool),
+    unpin: Unpin,
+    /// The peer's close frame had a code the protocol does not allow.
+    bad_close: bool,
 }
 
 impl IoThread {
@@ -897,25 +931,44 @@ impl IoThread {
             next_ping,
             pong_deadline: None,
             interest: (true, false),
+            unpin: Unpin::default(),
+            bad_close: false,
         }
     }
 
     fn run(mut self) {
+        // A panic here (a bug, ours or a dependency's) must still end the
+        // connection for the consumer, or `recv` would wait forever.
+        let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_loop()))
+            .unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                log::error!("wsapp I/O thread panicked: {what}");
+                self.end_with(Error::Io(io::Error::other(format!(
+                    "the I/O thread panicked: {what}"
+                ))))
+            });
+        self.finish(ended);
+    }
+
+    fn run_loop(&mut self) -> Ended {
         let mut events = Events::new();
-        let ended = loop {
+        loop {
             match self.turn() {
                 Ok(timeout) => {
                     events.clear();
                     if let Err(e) = self.shared.poller.wait(&mut events, timeout) {
                         if e.kind() != io::ErrorKind::Interrupted {
-                            break self.end_with(Error::Io(e));
+                            return self.end_with(Error::Io(e));
                         }
                     }
                 }
-                Err(ended) => break ended,
+                Err(ended) => return ended,
             }
-        };
-        self.finish(ended);
+        }
     }
 
     fn finish(mut self, ended: Ended) {
@@ -923,6 +976,10 @@ impl IoThread {
         match &ended.error {
             Error::Closed(_) => log::debug!("connection closed: {}", ended.error),
             e => log::debug!("connection ended: {e}"),
+        }
+        if ended.owed_close.is_none() {
+            // Before `recv` can report the end, so that a send after it fails.
+            sh.ended.store(true, Ordering::Release);
         }
         // Everything read before the end is delivered first, then the error.
         sh.inbox.finish(&mut self.pending, ended.error);
@@ -969,6 +1026,8 @@ impl IoThread {
                 .poller
                 .wait(&mut events, Some(wait.min(Duration::from_millis(50))));
         }
+        // From here on sends are refused; what is queued still goes out.
+        sh.closing.store(true, Ordering::Release);
         let mut io = sh.lock_io();
         while let Ok(msg) = self.outbox.try_recv() {
             if self.write(&mut io, msg).is_err() {
@@ -1117,6 +1176,10 @@ impl IoThread {
                     match msg {
                         Message::Close(frame) => {
                             log::debug!("server sent close {frame:?}");
+                            if frame.as_ref().is_some_and(is_substitute) {
+                                // tungstenite already answered with 1002.
+                                self.bad_close = true;
+                            }
                             self.peer_close = frame;
                             self.close_sent = true;
                             if self.close_deadline.is_none() {
@@ -1129,7 +1192,7 @@ impl IoThread {
                         Message::Ping(_) => saw_ping = true,
                         _ => {}
                     }
-                    let msg = unpin(msg);
+                    let msg = self.unpin.unpin(msg);
                     let len = payload_len(&msg);
                     self.shared.counters.count_in(len);
                     match self.shared.inbox.classify(msg) {
@@ -1148,6 +1211,9 @@ impl IoThread {
                 Err(e) if would_block(&e) => break,
                 Err(tungstenite::Error::ConnectionClosed) => {
                     self.push();
+                    if self.bad_close {
+                        return Err(self.end_with(Error::InvalidCloseCode));
+                    }
                     let frame = self.peer_close.clone().or_else(|| self.our_close.clone());
                     return Err(self.end_with(Error::Closed(frame)));
                 }

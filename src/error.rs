@@ -132,6 +132,10 @@ pub enum Error {
     /// The peer broke the WebSocket protocol; a close frame with the matching
     /// code (1002 or 1007) was sent where the protocol allows it.
     Protocol(tungstenite::error::ProtocolError),
+    /// The peer sent a close frame with a status code the protocol does not
+    /// allow (such as 999 or 1005); it was answered with 1002.
+    /// [`Error::kind`] is [`ErrorKind::Protocol`].
+    InvalidCloseCode,
     /// The peer sent a text message (or close reason) that is not valid UTF-8;
     /// the connection was closed with 1007. [`Error::kind`] is [`ErrorKind::Protocol`].
     Utf8(String),
@@ -219,7 +223,7 @@ impl Error {
             Error::Redirect { .. } => ErrorKind::Redirect,
             Error::Handshake(_) => ErrorKind::Handshake,
             Error::Subprotocol { .. } => ErrorKind::Subprotocol,
-            Error::Protocol(_) | Error::Utf8(_) => ErrorKind::Protocol,
+            Error::Protocol(_) | Error::Utf8(_) | Error::InvalidCloseCode => ErrorKind::Protocol,
             Error::Capacity(_) => ErrorKind::Capacity,
             Error::Closed(_) => ErrorKind::Closed,
             Error::ConnectionLost(_) => ErrorKind::ConnectionLost,
@@ -254,6 +258,7 @@ impl Error {
             Error::Utf8(s) => Error::Utf8(s.clone()),
             Error::Timeout(p) => Error::Timeout(*p),
             Error::NotConnected => Error::NotConnected,
+            Error::InvalidCloseCode => Error::InvalidCloseCode,
             other => Error::ConnectionLost(io::Error::other(other.to_string())),
         }
     }
@@ -332,6 +337,10 @@ impl fmt::Display for Error {
                 Ok(())
             }
             Error::Redirect { url, reason } => write!(f, "redirect from {url:?}: {reason}"),
+            Error::Handshake(tungstenite::Error::AttackAttempt) => write!(
+                f,
+                "handshake: the response headers were too long or came in too many small pieces (refused)"
+            ),
             Error::Handshake(e) => write!(f, "handshake: {e}"),
             Error::Subprotocol { offered, problem } => write!(
                 f,
@@ -339,6 +348,10 @@ impl fmt::Display for Error {
             ),
             Error::Protocol(e) => write!(f, "protocol: peer broke the WebSocket protocol: {e}"),
             Error::Utf8(detail) => write!(f, "protocol: peer sent invalid UTF-8 text: {detail}"),
+            Error::InvalidCloseCode => write!(
+                f,
+                "protocol: peer sent a close frame with an invalid status code (answered with 1002)"
+            ),
             Error::Capacity(e) => write!(
                 f,
                 "capacity: {e} (closed with 1009; raise max_message_size/max_frame_size to accept it)"

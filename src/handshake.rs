@@ -106,6 +106,9 @@ pub(crate) fn handshake(
     deadline: Instant,
 ) -> Result<(tungstenite::WebSocket<Stream>, crate::Response)> {
     set_timeouts(&stream, deadline, Phase::Handshake)?;
+    let mut stream = stream;
+    // A peer that trickles header bytes never lets a read time out.
+    stream.set_handshake_deadline(deadline);
     let mut attempt = tungstenite::client::client_with_config(request, stream, Some(config));
     loop {
         match attempt {

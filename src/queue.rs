@@ -185,7 +185,8 @@ struct Front {
     wait: WaitHistogram,
 }
 
-/// Messages a consumer takes from the shared queue per lock.
+/// Messages a consumer takes from the shared queue per lock, under the
+/// policies that reach into the queue (`Block` and `DropNewest` take all).
 const PREFETCH: usize = 32;
 
 /// The bounded inbox. One producer (the I/O thread), any number of consumers.
@@ -336,10 +337,23 @@ impl Inbox {
         all
     }
 
+    /// Messages and bytes queued, including those a consumer has taken ahead.
+    fn totals(&self, st: &State) -> (usize, usize) {
+        (
+            st.items.len() + self.front_len.load(Ordering::Acquire),
+            st.bytes + self.front_bytes.load(Ordering::Acquire),
+        )
+    }
+
+    /// Whether a message of `size` fits beside `len` messages of `bytes`.
+    /// An empty inbox takes any one message.
+    fn fits(&self, len: usize, bytes: usize, size: usize) -> bool {
+        len < self.cap && (len == 0 || bytes + size <= self.cap_bytes)
+    }
+
     fn is_full(&self, st: &State, size: usize) -> bool {
-        let len = st.items.len() + self.front_len.load(Ordering::Acquire);
-        let bytes = st.bytes + self.front_bytes.load(Ordering::Acquire);
-        len >= self.cap || (len > 0 && bytes + size > self.cap_bytes)
+        let (len, bytes) = self.totals(st);
+        !self.fits(len, bytes, size)
     }
 
     /// Applies the policy to one message; `Err` hands it back when the reader must block.
@@ -347,6 +361,11 @@ impl Inbox {
         if let (Overflow::Conflate(_), Some(key)) = (&self.policy, &item.key) {
             if let Some(&seq) = st.keys.get(key) {
                 if seq >= st.front_seq {
+                    let (len, bytes) = self.totals(st);
+                    let old_size = st.items[(seq - st.front_seq) as usize].size;
+                    if len > 1 && bytes - old_size + item.size > self.cap_bytes {
+                        return Err(item);
+                    }
                     let slot = &mut st.items[(seq - st.front_seq) as usize];
                     st.bytes = st.bytes - slot.size + item.size;
                     item.seq = seq;
@@ -376,28 +395,39 @@ impl Inbox {
                     }
                 }
                 Overflow::Priority(_) => {
-                    while self.is_full(st, item.size) {
-                        // The oldest of the lowest priority below the incoming one.
-                        let victim = st
-                            .items
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, q)| q.prio < item.prio)
-                            .min_by_key(|(i, q)| (q.prio, *i))
-                            .map(|(i, _)| i);
-                        match victim {
-                            Some(i) => {
-                                let old = st.items.remove(i).expect("index from iter");
-                                st.bytes -= old.size;
-                                st.drops.priority += 1;
-                            }
-                            None if item.prio == Overflow::TOP => return Err(item),
-                            None => {
-                                st.received += 1;
-                                st.drops.priority += 1;
-                                return Ok(());
-                            }
+                    // Evict the oldest of the lowest priorities below the incoming
+                    // one, but only if that makes room: never evict for nothing.
+                    let mut candidates: Vec<(u8, usize)> = st
+                        .items
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, q)| q.prio < item.prio)
+                        .map(|(i, q)| (q.prio, i))
+                        .collect();
+                    candidates.sort_unstable();
+                    let (mut len, mut bytes) = self.totals(st);
+                    let mut victims = Vec::new();
+                    for (_, i) in candidates {
+                        if self.fits(len, bytes, item.size) {
+                            break;
                         }
+                        len -= 1;
+                        bytes -= st.items[i].size;
+                        victims.push(i);
+                    }
+                    if !self.fits(len, bytes, item.size) {
+                        if item.prio == Overflow::TOP {
+                            return Err(item);
+                        }
+                        st.received += 1;
+                        st.drops.priority += 1;
+                        return Ok(());
+                    }
+                    victims.sort_unstable_by(|a, b| b.cmp(a));
+                    for i in victims {
+                        let old = st.items.remove(i).expect("index from iter");
+                        st.bytes -= old.size;
+                        st.drops.priority += 1;
                     }
                 }
             }
@@ -410,7 +440,7 @@ impl Inbox {
             st.keys.insert(key.clone(), item.seq);
         }
         st.items.push_back(item);
-        st.high_water = st.high_water.max(st.items.len());
+        st.high_water = st.high_water.max(self.totals(st).0);
         Ok(())
     }
 
@@ -449,12 +479,19 @@ impl Inbox {
             let mut st = self.lock();
             if !st.items.is_empty() {
                 let mut bytes = 0;
-                while front.items.len() < PREFETCH {
-                    let Some(item) = self.take_front(&mut st) else {
-                        break;
-                    };
-                    bytes += item.size;
-                    front.items.push_back(item);
+                if matches!(self.policy, Overflow::Block | Overflow::DropNewest) {
+                    // These policies only count what is queued: take it all at once.
+                    std::mem::swap(&mut front.items, &mut st.items);
+                    bytes = std::mem::take(&mut st.bytes);
+                    st.front_seq = st.next_seq;
+                } else {
+                    while front.items.len() < PREFETCH {
+                        let Some(item) = self.take_front(&mut st) else {
+                            break;
+                        };
+                        bytes += item.size;
+                        front.items.push_back(item);
+                    }
                 }
                 self.front_bytes.fetch_add(bytes, Ordering::AcqRel);
                 self.front_len.store(front.items.len(), Ordering::Release);
@@ -557,7 +594,7 @@ impl Inbox {
                 st.next_seq += 1;
                 st.items.push_back(item);
             }
-            st.high_water = st.high_water.max(st.items.len());
+            st.high_water = st.high_water.max(self.totals(&st).0);
         }
         if let Some(since) = st.paused_since.take() {
             st.paused_total += since.elapsed();

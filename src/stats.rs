@@ -19,12 +19,14 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Drops {
-    /// Incoming messages refused because the inbox was full ([`DropNewest`](crate::Overflow::DropNewest),
-    /// or a priority message with nothing lower to make room for).
+    /// Incoming messages refused because the inbox was full
+    /// ([`DropNewest`](crate::Overflow::DropNewest)).
     pub newest: u64,
     /// Queued messages evicted to make room ([`DropOldest`](crate::Overflow::DropOldest)).
     pub oldest: u64,
-    /// Lower-priority queued messages evicted for a higher-priority one.
+    /// Messages dropped by [`Overflow::priority`](crate::Overflow::priority):
+    /// lower-priority queued messages evicted for a higher-priority one, and
+    /// incoming messages with nothing lower queued to make room.
     pub priority: u64,
     /// Queued messages replaced by a newer one with the same key (conflation).
     pub conflated: u64,

@@ -18,41 +18,85 @@ use crate::error::{Error, Phase, Result};
 
 /// The stream under the WebSocket.
 #[derive(Debug)]
-pub(crate) enum Stream {
+pub(crate) struct Stream {
+    inner: Inner,
+    /// While set (during the handshakes), reads and writes fail with
+    /// `TimedOut` once it has passed, even if the peer trickles bytes.
+    deadline: Option<Instant>,
+}
+
+#[derive(Debug)]
+enum Inner {
     Tcp(TcpStream),
     Tls(Box<native_tls::TlsStream<Stream>>),
 }
 
 impl Stream {
+    pub(crate) fn tcp_stream(tcp: TcpStream) -> Stream {
+        Stream {
+            inner: Inner::Tcp(tcp),
+            deadline: None,
+        }
+    }
+
     /// The TCP socket at the bottom: for timeouts, non-blocking mode, readiness and probes.
     pub(crate) fn tcp(&self) -> &TcpStream {
-        match self {
-            Stream::Tcp(s) => s,
-            Stream::Tls(s) => s.get_ref().tcp(),
+        match &self.inner {
+            Inner::Tcp(s) => s,
+            Inner::Tls(s) => s.get_ref().tcp(),
+        }
+    }
+
+    fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+        if let Inner::Tls(s) = &mut self.inner {
+            s.get_mut().set_deadline(deadline);
+        }
+    }
+
+    /// Starts a handshake phase that must end by `deadline`.
+    pub(crate) fn set_handshake_deadline(&mut self, deadline: Instant) {
+        self.set_deadline(Some(deadline));
+    }
+
+    /// Ends the handshake phase: no deadline from now on.
+    pub(crate) fn clear_deadline(&mut self) {
+        self.set_deadline(None);
+    }
+
+    fn check_deadline(&self) -> io::Result<()> {
+        match self.deadline {
+            Some(d) if Instant::now() >= d => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "handshake deadline passed",
+            )),
+            _ => Ok(()),
         }
     }
 }
 
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.read(buf),
-            Stream::Tls(s) => s.read(buf),
+        self.check_deadline()?;
+        match &mut self.inner {
+            Inner::Tcp(s) => s.read(buf),
+            Inner::Tls(s) => s.read(buf),
         }
     }
 }
 
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.write(buf),
-            Stream::Tls(s) => s.write(buf),
+        self.check_deadline()?;
+        match &mut self.inner {
+            Inner::Tcp(s) => s.write(buf),
+            Inner::Tls(s) => s.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.flush(),
-            Stream::Tls(s) => s.flush(),
+        match &mut self.inner {
+            Inner::Tcp(s) => s.flush(),
+            Inner::Tls(s) => s.flush(),
         }
     }
 }
@@ -107,7 +151,7 @@ impl TlsOptions {
 
 /// Runs the TLS handshake over `stream` for `host`, giving up at `deadline`.
 pub(crate) fn wrap(
-    stream: Stream,
+    mut stream: Stream,
     host: &str,
     opts: &TlsOptions,
     deadline: Instant,
@@ -115,12 +159,19 @@ pub(crate) fn wrap(
     let name = opts.server_name.as_deref().unwrap_or(host);
     let connector = opts.connector(name)?;
     set_timeouts(&stream, deadline, Phase::Tls)?;
+    stream.set_deadline(Some(deadline));
     let mut attempt = connector.connect(name, stream);
     loop {
         match attempt {
             Ok(tls) => {
                 log::debug!("TLS handshake with {name} done");
-                return Ok(Stream::Tls(Box::new(tls)));
+                return Ok(Stream {
+                    inner: Inner::Tls(Box::new(tls)),
+                    deadline: None,
+                });
+            }
+            Err(HandshakeError::Failure(source)) if timed_out(&source) => {
+                return Err(Error::Timeout(Phase::Tls))
             }
             Err(HandshakeError::Failure(source)) => {
                 return Err(Error::Tls {
@@ -134,6 +185,12 @@ pub(crate) fn wrap(
             }
         }
     }
+}
+
+/// Whether a TLS failure was our deadline firing. native-tls hides the io
+/// error's kind, so this reads the message the deadline check writes.
+fn timed_out(e: &native_tls::Error) -> bool {
+    e.to_string().contains("handshake deadline passed")
 }
 
 /// Sets read and write timeouts on the socket to what is left until `deadline`,

@@ -144,7 +144,10 @@ pub fn sized_server(n: u64, size: impl Fn(u64) -> usize + Send + 'static, pace: 
             // Whole frames straight to the socket: tungstenite's state is unaffected.
             ws.get_mut().write_all(&buf)?;
             seq = end;
-            if !pace.gap.is_zero() && seq < n {
+            // Also after the last chunk: the client's snapshot should see the
+            // policy at work, not the end of the stream (which may queue the
+            // reader's last batch past the bounds rather than lose it).
+            if !pace.gap.is_zero() {
                 std::thread::sleep(pace.gap);
             }
         }
@@ -405,7 +408,7 @@ pub fn scripted(
         size.clone(),
         Pace {
             chunk: sizes.len(),
-            gap: Duration::ZERO,
+            gap: Duration::from_millis(300),
         },
     );
     let ws = configure(Client::new(server.url.clone()))
