@@ -960,7 +960,15 @@ impl IoThread {
             match self.turn() {
                 Ok(timeout) => {
                     events.clear();
-                    if let Err(e) = self.shared.poller.wait(&mut events, timeout) {
+                    let sleeps = timeout != Some(Duration::ZERO);
+                    if sleeps {
+                        self.shared.inbox.set_reader_busy(false);
+                    }
+                    let waited = self.shared.poller.wait(&mut events, timeout);
+                    if sleeps {
+                        self.shared.inbox.set_reader_busy(true);
+                    }
+                    if let Err(e) = waited {
                         if e.kind() != io::ErrorKind::Interrupted {
                             return self.end_with(Error::Io(e));
                         }

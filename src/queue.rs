@@ -200,6 +200,9 @@ pub(crate) struct Inbox {
     front_len: AtomicUsize,
     front_bytes: AtomicUsize,
     paused: AtomicBool,
+    /// The reader is busy reading (not waiting for the network): a batch, and
+    /// a wake-up with it, is on its way, so a consumer need not spin for it.
+    reader_busy: AtomicBool,
     policy: Overflow,
     filter: Option<FilterFn>,
     cap: usize,
@@ -218,8 +221,9 @@ impl fmt::Debug for Inbox {
     }
 }
 
-/// How long a consumer spins (yielding) before it sleeps: a sleeping consumer
-/// costs the producer a wake-up of tens of microseconds.
+/// How long a consumer spins (yielding) before it sleeps, while the reader
+/// waits for the network: a sleeping consumer costs a wake-up of tens of
+/// microseconds on the way from the wire to `recv`.
 const SPIN: Duration = Duration::from_micros(50);
 
 impl Inbox {
@@ -255,6 +259,7 @@ impl Inbox {
             front_len: AtomicUsize::new(0),
             front_bytes: AtomicUsize::new(0),
             paused: AtomicBool::new(false),
+            reader_busy: AtomicBool::new(false),
             policy,
             filter,
             cap: cap.max(1),
@@ -546,10 +551,12 @@ impl Inbox {
     }
 
     /// Spins (yielding the CPU) for a short while, while the inbox is empty and
-    /// open, so a consumer that is keeping up is not put to sleep and woken for
-    /// every batch.
+    /// the reader waits for the network, so that a message that arrives soon
+    /// (a reply, say) reaches `recv` without a wake-up. While the reader is busy
+    /// the consumer sleeps at once: its batch comes with a wake-up, and spinning
+    /// would only take CPU from it.
     fn spin(&self, deadline: Option<Instant>) {
-        if self.len() > 0 {
+        if self.len() > 0 || self.reader_busy.load(Ordering::Relaxed) {
             return;
         }
         let start = Instant::now();
@@ -566,6 +573,11 @@ impl Inbox {
                 std::hint::spin_loop();
             }
         }
+    }
+
+    /// The reader says whether it is busy (`true`) or waiting for the network.
+    pub(crate) fn set_reader_busy(&self, busy: bool) {
+        self.reader_busy.store(busy, Ordering::Relaxed);
     }
 
     fn ended(&self) -> bool {
