@@ -267,6 +267,86 @@ impl Backoff {
     }
 }
 
+type KeyFn = Arc<dyn Fn(&Message) -> u64 + Send + Sync>;
+type ParallelFn = Arc<dyn Fn(&AppSender, Message) + Send + Sync>;
+
+/// A worker pool for `on_message`: see [`WebSocketApp::workers`].
+#[derive(Clone)]
+struct Workers {
+    n: usize,
+    key: KeyFn,
+    handler: ParallelFn,
+}
+
+/// How many messages wait for each worker before the dispatcher waits.
+const WORKER_QUEUE: usize = 64;
+
+/// One connection's running workers: a bounded channel and a thread each.
+struct Pool {
+    queues: Vec<crossbeam_channel::Sender<Message>>,
+    threads: Vec<JoinHandle<()>>,
+    key: KeyFn,
+    /// Panics in workers, reported to `on_error` by the dispatcher.
+    panics: crossbeam_channel::Receiver<Error>,
+}
+
+impl Pool {
+    fn start(w: &Workers, sender: &AppSender, app_id: usize) -> Result<Pool> {
+        let (panic_tx, panics) = crossbeam_channel::unbounded();
+        let mut queues = Vec::with_capacity(w.n);
+        let mut threads = Vec::with_capacity(w.n);
+        for i in 0..w.n {
+            let (tx, rx) = crossbeam_channel::bounded::<Message>(WORKER_QUEUE);
+            let (handler, sender, panic_tx) = (w.handler.clone(), sender.clone(), panic_tx.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("wsapp-work-{app_id}-{i}"))
+                .spawn(move || {
+                    for msg in rx {
+                        if let Err(p) = catch_unwind(AssertUnwindSafe(|| handler(&sender, msg))) {
+                            let _ = panic_tx.send(Error::Handler {
+                                callback: "on_message (worker)",
+                                message: panic_message(&*p),
+                            });
+                        }
+                    }
+                })
+                .map_err(Error::Io)?;
+            queues.push(tx);
+            threads.push(thread);
+        }
+        Ok(Pool {
+            queues,
+            threads,
+            key: w.key.clone(),
+            panics,
+        })
+    }
+
+    /// Hands a message to its key's worker, waiting while that worker's queue
+    /// is full (the inbox then fills and its policy applies).
+    fn dispatch(&self, msg: Message) {
+        let i = ((self.key)(&msg) % self.queues.len() as u64) as usize;
+        let _ = self.queues[i].send(msg);
+    }
+
+    /// Lets the workers finish what they were given, and joins them.
+    fn finish(self) -> Vec<Error> {
+        drop(self.queues);
+        for t in self.threads {
+            let _ = t.join();
+        }
+        self.panics.try_iter().collect()
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(not a string)".to_string())
+}
+
 /// State shared by the app's dispatcher and its [`AppSender`]s.
 #[derive(Default)]
 struct AppShared {
@@ -501,7 +581,9 @@ pub struct WebSocketApp<H: Handler = Callbacks> {
     reconnect: Option<Backoff>,
     reconnect_on_server_close: bool,
     stats_interval: Option<Duration>,
+    workers: Option<Workers>,
     sender: AppSender,
+    id: usize,
 }
 
 impl<H: Handler> std::fmt::Debug for WebSocketApp<H> {
@@ -511,6 +593,7 @@ impl<H: Handler> std::fmt::Debug for WebSocketApp<H> {
             .field("reconnect", &self.reconnect)
             .field("reconnect_on_server_close", &self.reconnect_on_server_close)
             .field("stats_interval", &self.stats_interval)
+            .field("workers", &self.workers.as_ref().map(|w| w.n))
             .finish()
     }
 }
@@ -661,7 +744,9 @@ impl<H: Handler + 'static> WebSocketApp<H> {
             reconnect: None,
             reconnect_on_server_close: true,
             stats_interval: None,
+            workers: None,
             sender: AppSender::default(),
+            id: NEXT_APP.fetch_add(1, Ordering::Relaxed),
         }
     }
 
@@ -747,6 +832,41 @@ impl<H: Handler + 'static> WebSocketApp<H> {
         self
     }
 
+    /// Runs text and binary messages on `n` worker threads (`wsapp-work-A-i`)
+    /// with `on_message`, instead of the handler's `on_message` on the
+    /// dispatcher. Messages with the same `key` go to the same worker, in wire
+    /// order; different keys run in parallel. Each worker takes up to 64
+    /// messages before the dispatcher waits for it, so a slow worker fills the
+    /// inbox and its overflow policy applies. Pings, pongs and the other
+    /// callbacks stay on the dispatcher; `on_close` comes after the workers
+    /// have finished the connection's messages. A panic in a worker is
+    /// reported to `on_error`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let app = wsapp::WebSocketApp::new(wsapp::Client::new("ws://h/"));
+    /// // Per-symbol order, symbols in parallel: "BTC:42000" has key hash("BTC").
+    /// let app = app.workers(
+    ///     4,
+    ///     |m| m.to_text().map_or(0, |t| t.bytes().take_while(|b| *b != b':').map(u64::from).sum()),
+    ///     |_ws, msg| println!("{msg}"),
+    /// );
+    /// ```
+    pub fn workers(
+        mut self,
+        n: usize,
+        key: impl Fn(&Message) -> u64 + Send + Sync + 'static,
+        on_message: impl Fn(&AppSender, Message) + Send + Sync + 'static,
+    ) -> Self {
+        self.workers = Some(Workers {
+            n: n.max(1),
+            key: Arc::new(key),
+            handler: Arc::new(on_message),
+        });
+        self
+    }
+
     /// A sender that follows reconnects; usable before `run_forever` starts.
     ///
     /// # Examples
@@ -778,7 +898,7 @@ impl<H: Handler + 'static> WebSocketApp<H> {
     pub fn start(self) -> Result<AppHandle> {
         self.client.validate()?;
         let sender = self.sender.clone();
-        let id = NEXT_APP.fetch_add(1, Ordering::Relaxed);
+        let id = self.id;
         let thread = std::thread::Builder::new()
             .name(format!("wsapp-disp-{id}"))
             .spawn(move || self.run_forever())
@@ -881,14 +1001,9 @@ impl<H: Handler + 'static> WebSocketApp<H> {
         let sender = self.sender.clone();
         let handler = &mut self.handler;
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| f(handler, &sender))) {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "(not a string)".to_string());
             let err = Error::Handler {
                 callback: name,
-                message,
+                message: panic_message(&*panic),
             };
             log::debug!("{err}");
             if name == "on_error" {
@@ -914,6 +1029,16 @@ impl<H: Handler + 'static> WebSocketApp<H> {
         } else {
             self.call("on_open", |h, s| h.on_open(s));
         }
+        let pool = match &self.workers {
+            Some(w) => match Pool::start(w, &self.sender, self.id) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    let _ = ws.sender().close(1011, "");
+                    return e;
+                }
+            },
+            None => None,
+        };
         let mut next_stats = self.stats_interval.map(|i| Instant::now() + i);
         let end = loop {
             let got = match next_stats {
@@ -922,7 +1047,15 @@ impl<H: Handler + 'static> WebSocketApp<H> {
             };
             match got {
                 Ok(Some(msg)) => {
-                    self.dispatch(msg);
+                    match &pool {
+                        Some(p) if msg.is_text() || msg.is_binary() => {
+                            p.dispatch(msg);
+                            for err in p.panics.try_iter() {
+                                self.call("on_error", |h, s| h.on_error(s, &err));
+                            }
+                        }
+                        _ => self.dispatch(msg),
+                    }
                     // A busy connection never lets the deadline pass idle.
                     if next_stats.is_some_and(|at| Instant::now() >= at) {
                         let stats = ws.stats();
@@ -938,6 +1071,11 @@ impl<H: Handler + 'static> WebSocketApp<H> {
                 Err(e) => break e,
             }
         };
+        if let Some(p) = pool {
+            for err in p.finish() {
+                self.call("on_error", |h, s| h.on_error(s, &err));
+            }
+        }
         *self
             .sender
             .shared
