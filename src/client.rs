@@ -469,7 +469,9 @@ impl Client {
 
     /// How many HTTP redirects (301, 302, 303, 307, 308) the handshake follows.
     /// `0` turns following off. A redirect from `wss` to `ws` is always refused.
-    /// Defaults to 3.
+    /// On a redirect to another origin (scheme, host or port), the
+    /// `Authorization` and `Cookie` headers and the `Host` override are not
+    /// sent again. Defaults to 3.
     ///
     /// # Examples
     ///
@@ -640,18 +642,27 @@ impl Client {
             return Err(Error::config(reason.clone()));
         }
         self.validate()?;
-        let mut target = crate::url::parse(&self.url)?;
+        let first = crate::url::parse(&self.url)?;
+        let mut target = first.clone();
         let mut visited = vec![target.url.clone()];
+        let mut handshake = self.handshake.clone();
         loop {
-            match self.connect_once(&target) {
+            match self.connect_once(&target, &handshake) {
                 Err(Error::HandshakeRejected(resp)) if self.redirects > 0 && is_redirect(&resp) => {
                     let next = redirect_target(&target, &resp)?;
                     let reason = if visited.contains(&next.url) {
                         format!("redirect loop back to {}", next.url)
                     } else if visited.len() > self.redirects as usize {
-                        format!("more than {} redirects", self.redirects)
+                        let n = self.redirects;
+                        format!("more than {n} redirect{}", if n == 1 { "" } else { "s" })
                     } else {
                         log::debug!("redirected ({}) to {}", resp.status(), next.url);
+                        if (next.secure, &next.host, next.port)
+                            != (first.secure, &first.host, first.port)
+                        {
+                            // Credentials and overrides were meant for the first origin only.
+                            handshake = handshake.for_other_origin();
+                        }
                         visited.push(next.url.clone());
                         target = next;
                         continue;
@@ -680,8 +691,12 @@ impl Client {
         Ok(())
     }
 
-    fn connect_once(&self, target: &crate::url::Target) -> Result<WebSocket> {
-        let request = crate::handshake::request(target, &self.handshake)?;
+    fn connect_once(
+        &self,
+        target: &crate::url::Target,
+        handshake: &HandshakeOptions,
+    ) -> Result<WebSocket> {
+        let request = crate::handshake::request(target, handshake)?;
         let proxy = match &self.proxy {
             ProxyChoice::Env => crate::proxy::from_env(target),
             ProxyChoice::Direct => None,
@@ -702,7 +717,7 @@ impl Client {
         let (ws, response) = crate::handshake::handshake(
             stream,
             request,
-            &self.handshake.subprotocols,
+            &handshake.subprotocols,
             self.ws_config,
             deadline,
         )?;

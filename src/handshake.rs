@@ -40,6 +40,20 @@ impl std::fmt::Debug for HandshakeOptions {
     }
 }
 
+impl HandshakeOptions {
+    /// The options for a redirect to another origin: without the credentials
+    /// and the `Host` override meant for the first one.
+    pub(crate) fn for_other_origin(&self) -> HandshakeOptions {
+        let mut next = self.clone();
+        next.headers.retain(|(name, _)| {
+            !name.eq_ignore_ascii_case("authorization") && !name.eq_ignore_ascii_case("cookie")
+        });
+        next.cookie = None;
+        next.host = None;
+        next
+    }
+}
+
 fn header_value(name: &str, value: &str) -> Result<HeaderValue> {
     if value.contains(['\r', '\n']) {
         return Err(Error::config(format!(

@@ -472,7 +472,7 @@ fn chains_up_to_the_limit_are_followed_and_longer_ones_refused() {
     let two = chain(2);
     let (err, text) = connect_err(&client(&two.url("/hop/0")).redirects(1), "2 > 1");
     assert_eq!(err.kind(), ErrorKind::Redirect, "{text}");
-    assert!(text.contains("more than 1 redirects"), "{text}");
+    assert!(text.contains("more than 1 redirect"), "{text}");
     assert_eq!(two.targets(), ["/hop/0", "/hop/1"]);
 
     let many = chain(10);
