@@ -470,8 +470,8 @@ impl Client {
     /// How many HTTP redirects (301, 302, 303, 307, 308) the handshake follows.
     /// `0` turns following off. A redirect from `wss` to `ws` is always refused.
     /// On a redirect to another origin (scheme, host or port), the
-    /// `Authorization` and `Cookie` headers and the `Host` override are not
-    /// sent again. Defaults to 3.
+    /// `Authorization` and `Cookie` headers and the `Host` and TLS server-name
+    /// overrides are not used again. Defaults to 3.
     ///
     /// # Examples
     ///
@@ -646,8 +646,9 @@ impl Client {
         let mut target = first.clone();
         let mut visited = vec![target.url.clone()];
         let mut handshake = self.handshake.clone();
+        let mut tls = self.tls.clone();
         loop {
-            match self.connect_once(&target, &handshake) {
+            match self.connect_once(&target, &handshake, &tls) {
                 Err(Error::HandshakeRejected(resp)) if self.redirects > 0 && is_redirect(&resp) => {
                     let next = redirect_target(&target, &resp)?;
                     let reason = if visited.contains(&next.url) {
@@ -662,6 +663,7 @@ impl Client {
                         {
                             // Credentials and overrides were meant for the first origin only.
                             handshake = handshake.for_other_origin();
+                            tls.server_name = None;
                         }
                         visited.push(next.url.clone());
                         target = next;
@@ -695,6 +697,7 @@ impl Client {
         &self,
         target: &crate::url::Target,
         handshake: &HandshakeOptions,
+        tls: &TlsOptions,
     ) -> Result<WebSocket> {
         let request = crate::handshake::request(target, handshake)?;
         let proxy = match &self.proxy {
@@ -712,7 +715,7 @@ impl Client {
         };
         let deadline = Instant::now() + self.handshake_timeout;
         if target.secure {
-            stream = crate::tls::wrap(stream, &target.host, &self.tls, deadline)?;
+            stream = crate::tls::wrap(stream, &target.host, tls, deadline)?;
         }
         let (ws, response) = crate::handshake::handshake(
             stream,
@@ -737,7 +740,12 @@ impl Client {
         let deadline = Instant::now() + self.socket.connect_timeout + self.handshake_timeout;
         let mut stream = Stream::tcp_stream(tcp);
         if proxy.is_tls() {
-            stream = crate::tls::wrap(stream, proxy.host(), &self.tls, deadline)?;
+            // The server-name override is the target's, not the proxy's.
+            let proxy_tls = TlsOptions {
+                server_name: None,
+                ..self.tls.clone()
+            };
+            stream = crate::tls::wrap(stream, proxy.host(), &proxy_tls, deadline)?;
         }
         crate::tls::set_timeouts(&stream, deadline, crate::Phase::Proxy)?;
         let host = if proxy.resolves_locally() {
