@@ -173,6 +173,8 @@ struct State {
     waiting: usize,
     end: End,
     abandoned: bool,
+    /// Consumers' taken-ahead messages and bytes, as of the last snapshot.
+    front: (usize, usize),
 }
 
 /// The consumers' end: messages taken from the shared queue a batch per lock,
@@ -252,6 +254,7 @@ impl Inbox {
                 waiting: 0,
                 end: End::Open,
                 abandoned: false,
+                front: (0, 0),
             }),
             ready: Condvar::new(),
             front: Mutex::new(Front::default()),
@@ -311,6 +314,7 @@ impl Inbox {
     /// until the resume waker fires.
     pub(crate) fn push_batch(&self, pending: &mut VecDeque<Item>, filtered: u64) -> bool {
         let mut st = self.lock();
+        self.snapshot_front(&mut st);
         st.drops.filtered += filtered;
         st.received += filtered;
         if st.abandoned {
@@ -344,10 +348,18 @@ impl Inbox {
 
     /// Messages and bytes queued, including those a consumer has taken ahead.
     fn totals(&self, st: &State) -> (usize, usize) {
-        (
-            st.items.len() + self.front_len.load(Ordering::Acquire),
-            st.bytes + self.front_bytes.load(Ordering::Acquire),
-        )
+        (st.items.len() + st.front.0, st.bytes + st.front.1)
+    }
+
+    /// Reads what consumers hold ahead, once per batch: those counters change
+    /// with every `recv`, and reading them per message would bounce their
+    /// cache line between the threads. Between snapshots they only shrink
+    /// (taking more happens under the state lock), so the bound stays safe.
+    fn snapshot_front(&self, st: &mut State) {
+        st.front = (
+            self.front_len.load(Ordering::Acquire),
+            self.front_bytes.load(Ordering::Acquire),
+        );
     }
 
     /// Whether a message of `size` fits beside `len` messages of `bytes`.
@@ -595,6 +607,7 @@ impl Inbox {
     /// (including `leftover`, the reader's unqueued batch) is delivered.
     pub(crate) fn finish(&self, leftover: &mut VecDeque<Item>, error: Error) {
         let mut st = self.lock();
+        self.snapshot_front(&mut st);
         if !st.abandoned {
             // Reading has stopped, so the bound can give by one batch rather than lose it.
             let now = Some(Instant::now());
