@@ -153,6 +153,45 @@ fn wsapp_flood(port: u16, size: usize, count: usize) -> Run {
     run
 }
 
+/// The app path: `WebSocketApp` with a no-op `on_message` on the dispatcher,
+/// under an overflow policy. Counts what reached the handler.
+fn app_flood(port: u16, size: usize, count: usize, policy: &str) -> Run {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let overflow = match policy {
+        "block" => wsapp::Overflow::Block,
+        "drop-newest" => wsapp::Overflow::DropNewest,
+        "drop-oldest" => wsapp::Overflow::DropOldest,
+        "priority" => wsapp::Overflow::priority(|m: &Message| (m.len() % 3) as u8),
+        "conflate" => wsapp::Overflow::conflate(|m: &Message| Some((m.len() % 8).to_string())),
+        other => panic!("unknown policy {other}"),
+    };
+    let (t0, c0) = (Instant::now(), cpu_time());
+    let handled = Arc::new(AtomicUsize::new(0));
+    let h2 = handled.clone();
+    let client = wsapp::Client::new(format!("ws://127.0.0.1:{port}/flood/{size}/{count}"))
+        .max_message_size(Some(64 << 20))
+        .max_frame_size(Some(64 << 20))
+        .overflow(overflow);
+    let app = wsapp::WebSocketApp::new(client)
+        .on_message(move |_ws, _m| {
+            h2.fetch_add(1, Ordering::Relaxed);
+        })
+        .start()
+        .unwrap();
+    // The run ends when the server has sent everything and closed; drops
+    // (under the lossy policies) are what the handler did not see.
+    let _ = app.join();
+    assert!(
+        handled.load(Ordering::Relaxed) > 0,
+        "the handler saw nothing"
+    );
+    Run {
+        secs: t0.elapsed().as_secs_f64(),
+        cpu: (cpu_time() - c0).as_secs_f64(),
+    }
+}
+
 fn percentile(v: &mut [Duration], q: f64) -> Duration {
     v.sort();
     v[((v.len() as f64 - 1.0) * q).round() as usize]
@@ -194,6 +233,16 @@ fn wsapp_rtt(port: u16, n: usize) -> Vec<Duration> {
         out.push(t.elapsed());
     }
     out
+}
+
+fn human(size: usize) -> String {
+    if size >= 1 << 20 {
+        format!("{} MiB", size >> 20)
+    } else if size >= 1024 {
+        format!("{} KiB", size >> 10)
+    } else {
+        format!("{size} B")
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -269,13 +318,7 @@ fn main() {
         }
         println!(
             "| {} | {:.0} | {:.0} | {:.2}x | {:.0} ns | {:.0} ns | {:.2}x |",
-            if size >= 1 << 20 {
-                format!("{} MiB", size >> 20)
-            } else if size >= 1024 {
-                format!("{} KiB", size >> 10)
-            } else {
-                format!("{size} B")
-            },
+            human(size),
             median(tr),
             median(wr),
             median(ratios),
@@ -283,6 +326,49 @@ fn main() {
             median(wc),
             median(cratios),
         );
+    }
+    println!();
+    println!("App path (WebSocketApp, no-op on_message on the dispatcher), msgs/s = messages the server sent / time to the end of the stream:");
+    println!();
+    println!(
+        "| size | policy | tungstenite msgs/s | app msgs/s | ratio | app CPU/msg | CPU ratio |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (size, count) in [(64usize, 2_000_000usize), (4096, 300_000), (1 << 20, 2_000)] {
+        let count = count / scale;
+        for policy in [
+            "block",
+            "drop-newest",
+            "drop-oldest",
+            "priority",
+            "conflate",
+        ] {
+            if size > 4096 && policy != "block" {
+                continue;
+            }
+            let (mut ratios, mut cratios, mut tr, mut ar, mut ac) =
+                (vec![], vec![], vec![], vec![], vec![]);
+            for _ in 0..runs {
+                let t = tungstenite_flood(port, size, count);
+                let a = app_flood(port, size, count, policy);
+                let (trate, arate) = (count as f64 / t.secs, count as f64 / a.secs);
+                let (tcpu, acpu) = (t.cpu / count as f64 * 1e9, a.cpu / count as f64 * 1e9);
+                tr.push(trate);
+                ar.push(arate);
+                ac.push(acpu);
+                ratios.push(arate / trate);
+                cratios.push(acpu / tcpu);
+            }
+            println!(
+                "| {} | {policy} | {:.0} | {:.0} | {:.2}x | {:.0} ns | {:.2}x |",
+                human(size),
+                median(tr),
+                median(ar),
+                median(ratios),
+                median(ac),
+                median(cratios),
+            );
+        }
     }
     println!();
     println!("| echo round trip, 64 B | p50 | p99 |");
