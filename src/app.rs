@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::client::Client;
 use crate::connection::Sender;
-use crate::error::{Error, Result, TrySendError};
+use crate::error::{panic_message, Error, Result, TrySendError};
 use crate::stats::Stats;
 use crate::{Bytes, CloseFrame, Message, Utf8Bytes};
 
@@ -337,14 +337,6 @@ impl Pool {
         }
         self.panics.try_iter().collect()
     }
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(not a string)".to_string())
 }
 
 /// State shared by the app's dispatcher and its [`AppSender`]s.

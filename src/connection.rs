@@ -941,11 +941,7 @@ impl IoThread {
         // connection for the consumer, or `recv` would wait forever.
         let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_loop()))
             .unwrap_or_else(|panic| {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
+                let what = crate::error::panic_message(&*panic);
                 log::error!("wsapp I/O thread panicked: {what}");
                 self.end_with(Error::Io(io::Error::other(format!(
                     "the I/O thread panicked: {what}"

@@ -60,7 +60,8 @@ pub struct Stats {
     pub messages_in: u64,
     /// Payload bytes of those messages.
     pub bytes_in: u64,
-    /// Messages written to the wire (including pings sent by keepalive).
+    /// Messages this side wrote: data messages and pings (keepalive too); not
+    /// close frames, nor the pongs tungstenite sends back by itself.
     pub messages_out: u64,
     /// Payload bytes of those messages.
     pub bytes_out: u64,
