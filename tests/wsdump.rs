@@ -21,11 +21,17 @@ use tungstenite::Message;
 const RUN_LIMIT: Duration = Duration::from_secs(20);
 
 /// The wsdump executable, built once per test process when cargo did not.
+///
+/// Cargo sets `CARGO_BIN_EXE_wsdump` even when the `cli` feature is off (it
+/// then names a file that may be missing or stale), so the feature decides.
 fn wsdump() -> &'static PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| match option_env!("CARGO_BIN_EXE_wsdump") {
-        Some(path) => PathBuf::from(path),
-        None => build(),
+    BIN.get_or_init(|| {
+        if cfg!(feature = "cli") {
+            PathBuf::from(env!("CARGO_BIN_EXE_wsdump"))
+        } else {
+            build()
+        }
     })
 }
 

@@ -122,7 +122,7 @@ fn run(args: Args) -> Result<(), String> {
         .on_pong(move |ws, p| o4.control(ws, "pong", &p))
         .on_close(move |ws, frame| {
             if let Some(f) = frame {
-                let line = format!("close {} {}", u16::from(f.code), f.reason);
+                let line = format!("close {} {}", u16::from(f.code), display::text(&f.reason));
                 out.control(ws, line.trim_end(), &[]);
             }
         })
@@ -274,7 +274,7 @@ impl Output {
             Message::Text(t) if self.raw => line.push_str(t),
             Message::Text(t) => {
                 line.push_str("< text: ");
-                line.push_str(t);
+                line.push_str(&display::text(t));
             }
             Message::Binary(b) if self.raw => {
                 return self.write(ws, |o| {
@@ -356,10 +356,20 @@ impl log::Log for Logger {
     }
 
     fn log(&self, record: &log::Record<'_>) {
-        if !self.enabled(record.metadata()) {
+        // tungstenite's frame parser traces each header bit; its frame layer
+        // above already logs every frame whole.
+        if !self.enabled(record.metadata())
+            || record.target() == "tungstenite::protocol::frame::frame"
+        {
             return;
         }
-        let mut text = record.args().to_string();
+        // One line per record (tungstenite prints a frame over several).
+        let mut text = record
+            .args()
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         // tungstenite traces the whole upgrade request: keep its first line only,
         // so that Authorization, Cookie and the like stay out of the log.
         if let Some(request) = text.strip_prefix("Request: ") {
@@ -370,6 +380,7 @@ impl log::Log for Logger {
                 .trim_matches('"');
             text = format!("Request: {first} (headers not logged)");
         }
+        text = display::text(&text).into_owned();
         if text.len() > 1000 {
             let mut cut = 1000;
             while !text.is_char_boundary(cut) {

@@ -21,12 +21,35 @@ pub(crate) fn binary(data: &[u8]) -> (String, String) {
     }
 }
 
-/// Decoded text when `data` is UTF-8, else a hex dump on the lines below.
+/// Decoded text when `data` is UTF-8 without control characters (line breaks
+/// and tabs aside), else a hex dump on the lines below.
 fn body(data: &[u8]) -> String {
     match std::str::from_utf8(data) {
-        Ok(text) => text.to_string(),
-        Err(_) => format!("{} bytes\n{}", data.len(), hex_dump(data)),
+        Ok(text) if !text.chars().any(is_unsafe) => text.to_string(),
+        _ => format!("{} bytes\n{}", data.len(), hex_dump(data)),
     }
+}
+
+/// Text for a terminal: control characters other than line breaks and tabs
+/// (an escape sequence from the peer, say) are shown escaped, not obeyed.
+pub(crate) fn text(t: &str) -> std::borrow::Cow<'_, str> {
+    if !t.chars().any(is_unsafe) {
+        return t.into();
+    }
+    t.chars()
+        .map(|c| {
+            if is_unsafe(c) {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
+fn is_unsafe(c: char) -> bool {
+    c.is_control() && !matches!(c, '\n' | '\r' | '\t')
 }
 
 /// `gzip` or `zlib` and the decompressed bytes, when `data` has the magic bytes
@@ -99,6 +122,15 @@ mod tests {
     #[test]
     fn utf8_binary_is_shown_as_text() {
         assert_eq!(binary(b"hello"), ("binary".into(), "hello".into()));
+    }
+
+    #[test]
+    fn control_characters_are_not_obeyed() {
+        assert_eq!(text("plain\ttext\n"), "plain\ttext\n");
+        assert_eq!(text("\x1b[2Jgone"), "\\u{1b}[2Jgone");
+        assert!(binary(&[1, 2, 3])
+            .1
+            .starts_with("3 bytes\n  0000  01 02 03"));
     }
 
     #[test]
