@@ -1,5 +1,4 @@
-//! A blocking WebSocket client for threaded programs, with every buffer between
-//! the wire and the handler bounded, declared and observable.
+#![doc = include_str!("../README.md")]
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
