@@ -45,12 +45,13 @@ fn build() -> PathBuf {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("run cargo build");
-    let out = collect(child.stdout.take().unwrap());
+    let (out, ended) = collect(child.stdout.take().unwrap());
     let status = wait(&mut child, Duration::from_secs(900), "cargo build");
     assert!(
         status.success(),
         "cargo build --features cli --bin wsdump failed"
     );
+    ended.recv_timeout(RUN_LIMIT).expect("cargo's output ends");
     let out = String::from_utf8(out.lock().unwrap().clone()).unwrap();
     // {"reason":"compiler-artifact",...,"executable":"/.../target/debug/wsdump",...}
     out.lines()
@@ -65,9 +66,11 @@ fn build() -> PathBuf {
         .expect("cargo build names the wsdump executable")
 }
 
-/// Reads `r` to its end on a thread; the bytes so far are in the buffer.
-fn collect(mut r: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
+/// Reads `r` to its end on a thread: the bytes so far are in the buffer, and
+/// the receiver hears when the end came.
+fn collect(mut r: impl Read + Send + 'static) -> (Arc<Mutex<Vec<u8>>>, Receiver<()>) {
     let buf = Arc::new(Mutex::new(Vec::new()));
+    let (done, ended) = mpsc::channel();
     let b = buf.clone();
     std::thread::spawn(move || {
         let mut chunk = [0u8; 4096];
@@ -77,8 +80,9 @@ fn collect(mut r: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
             }
             b.lock().unwrap().extend_from_slice(&chunk[..n]);
         }
+        let _ = done.send(());
     });
-    buf
+    (buf, ended)
 }
 
 /// Waits for `child` up to `limit`; kills it and fails the test after that.
@@ -102,6 +106,7 @@ struct Run {
     child: Child,
     stdout: Arc<Mutex<Vec<u8>>>,
     stderr: Arc<Mutex<Vec<u8>>>,
+    ends: [Receiver<()>; 2],
 }
 
 struct Done {
@@ -123,19 +128,23 @@ impl Run {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start wsdump");
-        let stdout = collect(child.stdout.take().unwrap());
-        let stderr = collect(child.stderr.take().unwrap());
+        let (stdout, out_end) = collect(child.stdout.take().unwrap());
+        let (stderr, err_end) = collect(child.stderr.take().unwrap());
         Run {
             child,
             stdout,
             stderr,
+            ends: [out_end, err_end],
         }
     }
 
     fn type_in(&mut self, text: &str) {
+        // A wsdump that already ended (a refused handshake, say) has closed
+        // its stdin; what it printed tells the test what happened.
         let stdin = self.child.stdin.as_mut().expect("stdin open");
-        stdin.write_all(text.as_bytes()).unwrap();
-        stdin.flush().unwrap();
+        let _ = stdin
+            .write_all(text.as_bytes())
+            .and_then(|()| stdin.flush());
     }
 
     fn end_stdin(&mut self) {
@@ -152,8 +161,9 @@ impl Run {
 
     fn finish(mut self) -> Done {
         let status = wait(&mut self.child, RUN_LIMIT, "wsdump");
-        // The reader threads see EOF once the process is gone; give them a moment.
-        std::thread::sleep(Duration::from_millis(50));
+        for end in &self.ends {
+            end.recv_timeout(RUN_LIMIT).expect("wsdump's output ends");
+        }
         let text =
             |b: &Arc<Mutex<Vec<u8>>>| String::from_utf8_lossy(&b.lock().unwrap()).into_owned();
         Done {
