@@ -736,7 +736,13 @@ impl Client {
     /// Connects to the proxy and opens a tunnel to the target through it.
     fn tunnel(&self, proxy: &Proxy, target: &crate::url::Target) -> Result<Stream> {
         log::debug!("connecting through proxy {}", proxy.redacted());
-        let tcp = crate::socket::connect(proxy.host(), proxy.port(), &self.socket)?;
+        let tcp =
+            crate::socket::connect(proxy.host(), proxy.port(), &self.socket).map_err(|e| {
+                Error::Proxy {
+                    proxy: proxy.redacted(),
+                    reason: format!("cannot reach the proxy: {e}"),
+                }
+            })?;
         let deadline = Instant::now() + self.socket.connect_timeout + self.handshake_timeout;
         let mut stream = Stream::tcp_stream(tcp);
         if proxy.is_tls() {
