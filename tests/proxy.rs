@@ -416,6 +416,16 @@ fn socks5_without_auth() {
         let proxy = format!("{scheme}://127.0.0.1:{}", socks.port);
         assert_echo(&client(&echo.url(), &proxy), socks.port);
     }
+
+    // wss: TLS to the server inside the SOCKS tunnel.
+    let ca = TestCa::new();
+    let tls_echo = common::tls_echo_server(ca.identity(&["127.0.0.1"]));
+    let url = format!("wss://127.0.0.1:{}/", tls_echo.port());
+    for scheme in ["socks5", "socks5h"] {
+        let proxy = format!("{scheme}://127.0.0.1:{}", socks.port);
+        let c = client(&url, &proxy).add_root_certificate(ca.root_pem.as_bytes());
+        assert_echo(&c, socks.port);
+    }
 }
 
 #[test]
