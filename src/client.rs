@@ -754,6 +754,8 @@ impl Client {
             stream = crate::tls::wrap(stream, proxy.host(), &proxy_tls, deadline)?;
         }
         crate::tls::set_timeouts(&stream, deadline, crate::Phase::Proxy)?;
+        // A proxy that trickles its reply cannot hold the connect open.
+        stream.set_handshake_deadline(deadline);
         let host = if proxy.resolves_locally() {
             resolve(&target.host, target.port, proxy.ipv4_only())?
         } else {
