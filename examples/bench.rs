@@ -2,6 +2,8 @@
 //! one-thread tungstenite read loop, in the same run, against the same server.
 //!
 //! `cargo run --release --example bench [-- --runs 5 --quick]`
+//! (`--only wsapp|tungstenite SIZE COUNT` runs one client alone; with
+//! `BENCH_STATS=1` the wsapp run prints its `Stats` line at the end.)
 //!
 //! The server runs in a child process (this binary with `--serve`), so the
 //! CPU time measured with `getrusage` is the client's alone. The flood server
@@ -149,6 +151,9 @@ fn wsapp_flood(port: u16, size: usize, count: usize) -> Run {
         secs: t0.elapsed().as_secs_f64(),
         cpu: (cpu_time() - c0).as_secs_f64(),
     };
+    if std::env::var_os("BENCH_STATS").is_some() {
+        eprintln!("{}", ws.stats());
+    }
     drop(ws);
     run
 }
