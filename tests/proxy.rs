@@ -8,14 +8,12 @@
 
 mod common;
 
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Once;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::peers::{self, free_port};
 use common::TestCa;
 use wsapp::{Client, ErrorKind, Message, Proxy};
 
@@ -25,26 +23,9 @@ const PASSWORD: &str = "s3cret";
 
 // --- peers ------------------------------------------------------------------
 
-/// `bin` from PATH or the sbin directories; runs the install script (once) if
-/// it is missing. `None` means skip the test (never under `CI`).
+/// `bin`, installed if need be; `None` means skip the test (never under `CI`).
 fn find_binary(bin: &str) -> Option<PathBuf> {
-    static INSTALL: Once = Once::new();
-    let lookup = || {
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        std::env::split_paths(&path)
-            .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
-            .map(|dir| dir.join(bin))
-            .find(|p| p.is_file())
-    };
-    if let Some(p) = lookup() {
-        return Some(p);
-    }
-    INSTALL.call_once(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/install_proxies.sh");
-        let status = Command::new("bash").arg(script).status();
-        eprintln!("tests/peers/install_proxies.sh: {status:?}");
-    });
-    let found = lookup();
+    let found = peers::find_binary(bin);
     if found.is_none() {
         skip(&format!(
             "{bin} is missing (run tests/peers/install_proxies.sh)"
@@ -56,31 +37,6 @@ fn find_binary(bin: &str) -> Option<PathBuf> {
 fn skip(why: &str) {
     assert!(std::env::var_os("CI").is_none(), "{why}");
     eprintln!("skipped: {why}");
-}
-
-/// A port that was free a moment ago on 127.0.0.1 (for a peer that cannot
-/// take port 0); callers retry when it is taken in between.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
-}
-
-/// Waits until `port` accepts TCP connections; false if `child` exits first
-/// or TIMEOUT passes.
-fn wait_ready(child: &mut Child, port: u16) -> bool {
-    let deadline = Instant::now() + TIMEOUT;
-    while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return true;
-        }
-        if let Ok(Some(_)) = child.try_wait() {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    false
 }
 
 /// A proxy process this test started; on drop it is killed by its id and
@@ -231,7 +187,7 @@ fn squid(mode: Squid) -> Option<Peer> {
             shm_prefix: Some(format!("{name}-")),
             cert_pem,
         };
-        if wait_ready(&mut peer.child, port) {
+        if peers::wait_ready(&mut peer.child, port, TIMEOUT) {
             return Some(peer);
         }
         let output = std::fs::read_to_string(&stderr).unwrap_or_default();
@@ -270,7 +226,7 @@ fn microsocks(auth: bool) -> Option<Peer> {
             shm_prefix: None,
             cert_pem: None,
         };
-        if wait_ready(&mut peer.child, port) {
+        if peers::wait_ready(&mut peer.child, port, TIMEOUT) {
             return Some(peer);
         }
         eprintln!("microsocks did not start on port {port}; retrying");

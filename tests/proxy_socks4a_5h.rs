@@ -17,14 +17,14 @@
 mod common;
 
 use std::io::Write;
-use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, Once};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::time::Duration;
 
+use common::peers::{self, free_port};
 use wsapp::{Client, ErrorKind, Message, Proxy};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -91,57 +91,13 @@ fn is_capability_error(text: &str) -> bool {
 
 // --- peers ------------------------------------------------------------------
 
-/// `bin` from PATH or the sbin directories; runs the install script (once) if
-/// it is missing.
+/// `bin`, installed if need be.
 fn find_binary(bin: &str) -> Result<PathBuf, Unavailable> {
-    static INSTALL: Once = Once::new();
-    let lookup = || {
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        std::env::split_paths(&path)
-            .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
-            .map(|dir| dir.join(bin))
-            .find(|p| p.is_file())
-    };
-    if let Some(p) = lookup() {
-        return Ok(p);
-    }
-    INSTALL.call_once(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/install_proxies.sh");
-        let status = Command::new("bash").arg(script).status();
-        eprintln!("tests/peers/install_proxies.sh: {status:?}");
-    });
-    lookup().ok_or_else(|| {
+    peers::find_binary(bin).ok_or_else(|| {
         Unavailable::Setup(format!(
             "{bin} is missing (run tests/peers/install_proxies.sh)"
         ))
     })
-}
-
-/// A port that was free a moment ago on 127.0.0.1; callers retry when it is
-/// taken in between.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
-}
-
-/// Waits until `port` accepts TCP connections; false if `child` exits first
-/// or TIMEOUT passes.
-fn wait_ready(child: &mut Child, port: u16) -> bool {
-    let deadline = Instant::now() + TIMEOUT;
-    while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1))
-            .is_ok()
-        {
-            return true;
-        }
-        if let Ok(Some(_)) = child.try_wait() {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    false
 }
 
 /// A unique name for this process and call.
@@ -326,7 +282,7 @@ fn microsocks_with_hosts(dir: TempDir, hosts: &Path) -> Result<Peer, Unavailable
             stderr: stderr.clone(),
             _dir: None,
         };
-        if wait_ready(&mut peer.child, port) {
+        if peers::wait_ready(&mut peer.child, port, TIMEOUT) {
             peer._dir = Some(dir);
             return Ok(peer);
         }
@@ -474,7 +430,7 @@ fn ssh_socks(dir: TempDir, hosts: Option<&HostsFile>) -> Result<Peer, Unavailabl
             stderr: stderr.clone(),
             _dir: None,
         };
-        if wait_ready(&mut peer.child, port) {
+        if peers::wait_ready(&mut peer.child, port, TIMEOUT) {
             peer._dir = Some(dir);
             return Ok(peer);
         }

@@ -8,6 +8,8 @@
 // The handshake callback's `Result<Response, ErrorResponse>` is tungstenite's signature.
 #![allow(clippy::result_large_err)]
 
+pub mod peers;
+
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
