@@ -853,11 +853,11 @@ const SLAB: usize = 64 << 10;
 /// into chunks that many messages share: one allocation per chunk, freed when
 /// its last message is dropped. A large payload gets a buffer of its own anyway.
 #[derive(Default)]
-struct Unpin {
+struct Slab {
     slab: bytes::BytesMut,
 }
 
-impl Unpin {
+impl Slab {
     fn copy(&mut self, data: &[u8]) -> Bytes {
         if self.slab.capacity() - self.slab.len() < data.len() {
             self.slab = bytes::BytesMut::with_capacity(SLAB);
@@ -909,7 +909,7 @@ struct IoThread {
     next_ping: Option<Instant>,
     pong_deadline: Option<Instant>,
     interest: (bool, bool),
-    unpin: Unpin,
+    unpin: Slab,
     /// The peer's close frame had a code the protocol does not allow.
     bad_close: bool,
 }
@@ -931,7 +931,7 @@ impl IoThread {
             next_ping,
             pong_deadline: None,
             interest: (true, false),
-            unpin: Unpin::default(),
+            unpin: Slab::default(),
             bad_close: false,
         }
     }
@@ -1153,7 +1153,7 @@ impl IoThread {
         match io.ws.flush() {
             Ok(()) => io.write_pending = false,
             Err(e) if would_block(&e) => io.write_pending = true,
-            Err(e) => return Err(self.fail(io, e)),
+            Err(e) => return Err(self.fail(e)),
         }
         Ok(())
     }
@@ -1223,7 +1223,7 @@ impl IoThread {
                 }
                 Err(e) => {
                     self.push();
-                    return Err(self.fail(io, e));
+                    return Err(self.fail(e));
                 }
             }
         }
@@ -1245,7 +1245,7 @@ impl IoThread {
     }
 
     /// Ends on a read or write error; a fault of the peer's owes it a close code.
-    fn fail(&self, _io: &mut Io, e: tungstenite::Error) -> Ended {
+    fn fail(&self, e: tungstenite::Error) -> Ended {
         use tungstenite::error::ProtocolError;
         let code = match &e {
             tungstenite::Error::Capacity(_) => Some(CloseCode::Size),
