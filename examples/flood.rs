@@ -129,6 +129,9 @@ fn serve(listener: TcpListener, count: u64, size: usize, stats: Arc<ServerStats>
     while Instant::now() < deadline && ws.read().is_ok() {}
 }
 
+/// Instruments in the conflation run: the key is the sequence number mod this.
+const CONFLATE_KEYS: u64 = 32;
+
 fn seq_of(m: &Message) -> u64 {
     let data = m.clone().into_data();
     u64::from_be_bytes(data[..8].try_into().expect("8-byte sequence number"))
@@ -149,7 +152,9 @@ fn policy(name: &str) -> Overflow {
             }
         }),
         // 32 instruments; only the latest value of each matters.
-        "conflate" => Overflow::conflate(|m: &Message| Some((seq_of(m) % 32).to_string())),
+        "conflate" => {
+            Overflow::conflate(|m: &Message| Some((seq_of(m) % CONFLATE_KEYS).to_string()))
+        }
         other => {
             eprintln!("unknown policy {other}");
             std::process::exit(2)
@@ -200,7 +205,9 @@ fn run_policy(o: &Opts, name: &str) -> Row {
     let (count, size) = (o.count, o.size);
     let server_thread = thread::spawn(move || serve(listener, count, size, s2));
 
-    let last = Arc::new(AtomicU64::new(u64::MAX));
+    // Conflation replaces in place, so only the order per key holds.
+    let keys = if name == "conflate" { CONFLATE_KEYS } else { 1 };
+    let last: Arc<Vec<AtomicU64>> = Arc::new((0..keys).map(|_| AtomicU64::new(u64::MAX)).collect());
     let in_order = Arc::new(AtomicBool::new(true));
     let seen_top = Arc::new(AtomicU64::new(0));
     let (l2, o2, t2, delay) = (last.clone(), in_order.clone(), seen_top.clone(), o.delay);
@@ -211,7 +218,7 @@ fn run_policy(o: &Opts, name: &str) -> Row {
     let app = WebSocketApp::new(client)
         .on_message(move |_ws, m| {
             let s = seq_of(&m);
-            let prev = l2.swap(s, Relaxed);
+            let prev = l2[(s % keys) as usize].swap(s, Relaxed);
             if prev != u64::MAX && s <= prev {
                 o2.store(false, Relaxed);
             }
