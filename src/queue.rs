@@ -86,7 +86,9 @@ impl Overflow {
 
     /// Conflation by key: a message whose key matches a queued message replaces it
     /// in place (the latest value wins; counted as `dropped.conflated`), whether or
-    /// not the inbox is full. A message without a key, or with a new key while the
+    /// not the inbox is full. Order holds per key; across keys a replaced value
+    /// keeps its old place, so it can come out ahead of older messages of other
+    /// keys. A message without a key, or with a new key while the
     /// inbox is full, waits: the reader blocks (backpressure).
     ///
     /// The function runs on the I/O thread for every message: keep it cheap.
