@@ -20,7 +20,7 @@ use polling::{Event, Events, PollMode, Poller};
 use tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::error::{Error, Phase, Result, TrySendError};
-use crate::queue::{payload_len, Inbox, Item};
+use crate::queue::{payload_len, Direct, Inbox, Item, Reader};
 use crate::stats::{Counters, Stats};
 use crate::tls::Stream;
 use crate::{Bytes, CloseFrame, Message, Response, Utf8Bytes};
@@ -41,6 +41,10 @@ const BATCH: usize = 64;
 const BATCH_BYTES: usize = 256 << 10;
 /// Messages read before the I/O thread looks at its outbox and timers again.
 const READ_TURN: usize = 1024;
+/// While a consumer reads the socket itself, the I/O thread checks this often
+/// whether it still does; a consumer away longer than this (in a slow
+/// handler, say) finds the I/O thread reading ahead into the inbox.
+const STAND_BACK: Duration = Duration::from_millis(1);
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
 
@@ -51,6 +55,21 @@ struct Io {
     write_pending: bool,
     /// An error a direct writer met; the I/O thread ends the connection with it.
     fatal: Option<Error>,
+    /// Set by the I/O thread: a consumer that finds the inbox empty may read
+    /// (the policy allows it, the reader holds nothing back, no close is under way).
+    direct_ok: bool,
+    /// Frames consumers read themselves: a sign of life, and of a consumer
+    /// that keeps up.
+    direct_frames: u64,
+    /// A consumer watches the socket for readability (and will read it).
+    watching: bool,
+    /// A consumer stopped watching and sleeps: the I/O thread must watch the socket.
+    direct_idle: bool,
+    /// The I/O thread is not reading because a consumer is.
+    standing_back: bool,
+    /// What a consumer read that only the I/O thread handles (a close frame,
+    /// an error); it takes it as if it had read it.
+    handoff: Option<tungstenite::Result<Message>>,
 }
 
 /// Everything the handles and the I/O thread share.
@@ -77,6 +96,77 @@ impl Shared {
     fn wake(&self) {
         if let Err(e) = self.poller.notify() {
             log::warn!("waking the I/O thread failed: {e}");
+        }
+    }
+
+    fn hand_off(&self, mut io: MutexGuard<'_, Io>, read: tungstenite::Result<Message>) -> Direct {
+        io.handoff = Some(read);
+        io.direct_ok = false;
+        drop(io);
+        self.wake();
+        Direct::Unavailable
+    }
+
+    fn pop(&self, deadline: Option<Instant>) -> Result<Option<Message>> {
+        self.inbox.pop(deadline, self)
+    }
+}
+
+/// A consumer's own reads, while the inbox is empty (see `queue`).
+impl Reader for Shared {
+    fn read(&self) -> Direct {
+        let mut io = self.lock_io();
+        // The producer pushes under this lock, so the check is exact.
+        if !self.inbox.shared_is_empty() {
+            return Direct::Queued;
+        }
+        if !io.direct_ok || io.fatal.is_some() {
+            return Direct::Unavailable;
+        }
+        match io.ws.read() {
+            Ok(Message::Close(frame)) => self.hand_off(io, Ok(Message::Close(frame))),
+            Ok(msg) => {
+                io.direct_frames += 1;
+                io.direct_idle = false;
+                io.watching = false;
+                if msg.is_ping() {
+                    // tungstenite queued the pong: send it now.
+                    match io.ws.flush() {
+                        Ok(()) => io.write_pending = false,
+                        Err(e) if would_block(&e) => {
+                            io.write_pending = true;
+                            drop(io);
+                            self.wake();
+                        }
+                        Err(e) => {
+                            io.fatal = Some(Error::from_ws(e));
+                            drop(io);
+                            self.wake();
+                        }
+                    }
+                }
+                self.counters.count_in(payload_len(&msg));
+                Direct::Message(msg)
+            }
+            Err(e) if would_block(&e) => {
+                io.watching = true;
+                Direct::Empty
+            }
+            Err(e) => self.hand_off(io, Err(e)),
+        }
+    }
+
+    fn watch(&self, timeout: Duration) {
+        crate::socket::wait_readable(&self.probe, timeout);
+    }
+
+    fn idle(&self) {
+        let mut io = self.lock_io();
+        io.watching = false;
+        io.direct_idle = true;
+        if std::mem::take(&mut io.standing_back) {
+            drop(io);
+            self.wake();
         }
     }
 }
@@ -464,6 +554,12 @@ impl WebSocket {
                 ws,
                 write_pending: false,
                 fatal: None,
+                direct_ok: false,
+                direct_frames: 0,
+                watching: false,
+                direct_idle: false,
+                standing_back: false,
+                handoff: None,
             }),
             outbox: tx,
             poller,
@@ -518,7 +614,6 @@ impl WebSocket {
     /// ```
     pub fn recv(&self) -> Result<Message> {
         self.shared()
-            .inbox
             .pop(None)
             .map(|m| m.expect("waits without a deadline"))
     }
@@ -560,7 +655,7 @@ impl WebSocket {
     /// # Ok::<(), wsapp::Error>(())
     /// ```
     pub fn recv_deadline(&self, deadline: Instant) -> Result<Option<Message>> {
-        self.shared().inbox.pop(Some(deadline))
+        self.shared().pop(Some(deadline))
     }
 
     /// Receives a message if one is queued. `Ok(None)`: none is.
@@ -579,7 +674,7 @@ impl WebSocket {
     /// # Ok::<(), wsapp::Error>(())
     /// ```
     pub fn try_recv(&self) -> Result<Option<Message>> {
-        self.shared().inbox.pop(Some(Instant::now()))
+        self.shared().pop(Some(Instant::now()))
     }
 
     /// An iterator over received messages. It ends after a close handshake; any
@@ -912,6 +1007,17 @@ struct IoThread {
     unpin: Slab,
     /// The peer's close frame had a code the protocol does not allow.
     bad_close: bool,
+    /// `Io::direct_frames` as of the last turn.
+    seen_frames: u64,
+    /// The inbox's count of messages taken, as of the last turn.
+    seen_taken: u64,
+}
+
+/// What to do after one read.
+enum Next {
+    Read,
+    /// The socket has nothing now, or the inbox is full.
+    Stop,
 }
 
 impl IoThread {
@@ -933,6 +1039,8 @@ impl IoThread {
             interest: (true, false),
             unpin: Slab::default(),
             bad_close: false,
+            seen_frames: 0,
+            seen_taken: 0,
         }
     }
 
@@ -981,6 +1089,8 @@ impl IoThread {
             Error::Closed(_) => log::debug!("connection closed: {}", ended.error),
             e => log::debug!("connection ended: {e}"),
         }
+        // No consumer reads the socket past the end.
+        sh.lock_io().direct_ok = false;
         if ended.owed_close.is_none() {
             // Before `recv` can report the end, so that a send after it fails.
             sh.ended.store(true, Ordering::Release);
@@ -1065,9 +1175,39 @@ impl IoThread {
         if let Some(e) = io.fatal.take() {
             return Err(self.end_with(e));
         }
+        if io.direct_frames != self.seen_frames {
+            self.seen_frames = io.direct_frames;
+            // Any frame is a sign of life.
+            self.pong_deadline = None;
+        }
+        let taken = self.shared.inbox.taken();
+        let consumer_keeps_up = taken != self.seen_taken;
+        self.seen_taken = taken;
         self.write_side(&mut io)?;
-        let more = self.read_side(&mut io)?;
-        let interest = (self.pending.is_empty(), io.write_pending);
+        if !self.pending.is_empty() {
+            self.push();
+        }
+        // A consumer that keeps taking messages reads the socket itself once
+        // the inbox is empty: reading ahead for it only costs a hand-over.
+        let stand_back = (consumer_keeps_up || io.watching)
+            && self.shared.inbox.allows_direct()
+            && !self.close_sent
+            && !io.direct_idle
+            && io.handoff.is_none()
+            && self.pending.is_empty();
+        io.standing_back = stand_back;
+        let more = if stand_back {
+            false
+        } else {
+            // From here the consumer must show again that it runs dry.
+            io.direct_idle = false;
+            self.read_side(&mut io)?
+        };
+        io.direct_ok = self.shared.inbox.allows_direct()
+            && self.pending.is_empty()
+            && !self.close_sent
+            && io.handoff.is_none();
+        let interest = (self.pending.is_empty() && !stand_back, io.write_pending);
         if interest != self.interest {
             let tcp = io.ws.get_ref().tcp();
             let ev = match interest {
@@ -1082,7 +1222,12 @@ impl IoThread {
             self.interest = interest;
         }
         drop(io);
-        self.timers(more)
+        let wait = self.timers(more)?;
+        Ok(if stand_back {
+            Some(wait.map_or(STAND_BACK, |w| w.min(STAND_BACK)))
+        } else {
+            wait
+        })
     }
 
     fn write_side(&mut self, io: &mut Io) -> std::result::Result<(), Ended> {
@@ -1164,74 +1309,85 @@ impl IoThread {
         if !self.pending.is_empty() && !self.push() {
             return Ok(false);
         }
-        let mut saw_ping = false;
+        let mut flush = false;
         let mut more = false;
+        let mut next = match io.handoff.take() {
+            Some(read) => self.take(read, &mut flush)?,
+            None => Next::Read,
+        };
         let mut n = 0;
-        loop {
+        while let Next::Read = next {
             if n == READ_TURN {
                 more = true;
                 break;
             }
-            match io.ws.read() {
-                Ok(msg) => {
-                    n += 1;
-                    // Any frame is a sign of life.
-                    self.pong_deadline = None;
-                    match msg {
-                        Message::Close(frame) => {
-                            log::debug!("server sent close {frame:?}");
-                            if frame.as_ref().is_some_and(is_substitute) {
-                                // tungstenite already answered with 1002.
-                                self.bad_close = true;
-                            }
-                            self.peer_close = frame;
-                            self.close_sent = true;
-                            if self.close_deadline.is_none() {
-                                self.close_deadline =
-                                    Some(Instant::now() + self.opts.close_timeout);
-                            }
-                            saw_ping = true; // flush tungstenite's queued close reply
-                            continue;
-                        }
-                        Message::Ping(_) => saw_ping = true,
-                        _ => {}
-                    }
-                    let msg = self.unpin.unpin(msg);
-                    let len = payload_len(&msg);
-                    self.shared.counters.count_in(len);
-                    match self.shared.inbox.classify(msg) {
-                        Some(item) => {
-                            self.pending_bytes += item.size();
-                            self.pending.push_back(item);
-                        }
-                        None => self.filtered += 1,
-                    }
-                    if (self.pending.len() >= BATCH || self.pending_bytes >= BATCH_BYTES)
-                        && !self.push()
-                    {
-                        break;
-                    }
-                }
-                Err(e) if would_block(&e) => break,
-                Err(tungstenite::Error::ConnectionClosed) => {
-                    self.push();
-                    if self.bad_close {
-                        return Err(self.end_with(Error::InvalidCloseCode));
-                    }
-                    let frame = self.peer_close.clone().or_else(|| self.our_close.clone());
-                    return Err(self.end_with(Error::Closed(frame)));
-                }
-                Err(e) => {
-                    self.push();
-                    return Err(self.fail(e));
-                }
-            }
+            n += 1;
+            next = self.take(io.ws.read(), &mut flush)?;
         }
         self.push();
-        if saw_ping {
+        if flush {
             self.flush(io)?;
         }
         Ok(more && self.pending.is_empty())
+    }
+
+    /// Takes the result of one read (its own, or one a consumer handed over).
+    /// Sets `flush` when tungstenite queued a reply (pong, close).
+    fn take(
+        &mut self,
+        read: tungstenite::Result<Message>,
+        flush: &mut bool,
+    ) -> std::result::Result<Next, Ended> {
+        let msg = match read {
+            Ok(msg) => msg,
+            Err(e) if would_block(&e) => return Ok(Next::Stop),
+            Err(tungstenite::Error::ConnectionClosed) => {
+                self.push();
+                if self.bad_close {
+                    return Err(self.end_with(Error::InvalidCloseCode));
+                }
+                let frame = self.peer_close.clone().or_else(|| self.our_close.clone());
+                return Err(self.end_with(Error::Closed(frame)));
+            }
+            Err(e) => {
+                self.push();
+                return Err(self.fail(e));
+            }
+        };
+        // Any frame is a sign of life.
+        self.pong_deadline = None;
+        match msg {
+            Message::Close(frame) => {
+                log::debug!("server sent close {frame:?}");
+                if frame.as_ref().is_some_and(is_substitute) {
+                    // tungstenite already answered with 1002.
+                    self.bad_close = true;
+                }
+                self.peer_close = frame;
+                self.close_sent = true;
+                if self.close_deadline.is_none() {
+                    self.close_deadline = Some(Instant::now() + self.opts.close_timeout);
+                }
+                *flush = true; // tungstenite's queued close reply
+                return Ok(Next::Read);
+            }
+            Message::Ping(_) => *flush = true,
+            _ => {}
+        }
+        let msg = self.unpin.unpin(msg);
+        let len = payload_len(&msg);
+        self.shared.counters.count_in(len);
+        match self.shared.inbox.classify(msg) {
+            Some(item) => {
+                self.pending_bytes += item.size();
+                self.pending.push_back(item);
+            }
+            None => self.filtered += 1,
+        }
+        if (self.pending.len() >= BATCH || self.pending_bytes >= BATCH_BYTES) && !self.push() {
+            return Ok(Next::Stop);
+        }
+        Ok(Next::Read)
     }
 
     /// Moves the batch into the inbox; `false` when the inbox is full (pause).

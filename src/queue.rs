@@ -9,10 +9,15 @@
 //! from the front (drop oldest), from the middle (priority) and replace in place
 //! (conflation), which a channel cannot do. The producer takes the lock once per
 //! batch of messages, and wakes the consumer only when it sleeps.
+//!
+//! Under `Block` without a filter, a consumer that finds the inbox empty may
+//! read the next message itself through the connection's [`Reader`]: handing
+//! a message to another thread costs more than reading it, and with nothing
+//! queued there is no order to keep.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -186,6 +191,8 @@ struct State {
 struct Front {
     items: VecDeque<Item>,
     delivered: u64,
+    /// Messages consumers read themselves (never queued); also in `delivered`.
+    direct: u64,
     wait: WaitHistogram,
 }
 
@@ -209,6 +216,11 @@ pub(crate) struct Inbox {
     reader_busy: AtomicBool,
     policy: Overflow,
     filter: Option<FilterFn>,
+    /// Consumers may read the socket themselves when the inbox is empty.
+    direct: bool,
+    /// Messages consumers have taken, for the reader to see that they keep
+    /// taking (written under the consumers' lock, read without it).
+    taken: AtomicU64,
     cap: usize,
     cap_bytes: usize,
     resume: Box<dyn Fn() + Send + Sync>,
@@ -224,6 +236,36 @@ impl fmt::Debug for Inbox {
             .finish()
     }
 }
+
+/// What a consumer's own read of the socket gave.
+pub(crate) enum Direct {
+    Message(Message),
+    /// The socket has nothing now.
+    Empty,
+    /// Messages were queued meanwhile: take those first.
+    Queued,
+    /// The reader does not allow it now (it holds messages back, a close is
+    /// under way, or it has something of its own to handle first).
+    Unavailable,
+}
+
+/// The connection's side of a consumer's own reads (it owns the socket).
+pub(crate) trait Reader {
+    /// Reads one message, if the connection allows it now.
+    fn read(&self) -> Direct;
+    /// Waits, holding no lock, until the socket may be readable or `timeout` passes.
+    fn watch(&self, timeout: Duration);
+    /// The consumer stops watching the socket and sleeps: the I/O thread
+    /// watches it again.
+    fn idle(&self);
+}
+
+/// A consumer that found the socket empty watches it this long before it
+/// hands the watch back to the I/O thread and sleeps: a message that comes
+/// sooner then costs no thread hand-over (the kernel wakes the consumer, as
+/// it would wake a one-thread reader), and a quiet connection costs one
+/// hand-over per quiet spell.
+const WATCH: Duration = Duration::from_millis(2);
 
 /// How long a consumer spins (yielding) before it sleeps, while the reader
 /// waits for the network: a sleeping consumer costs a wake-up of tens of
@@ -265,6 +307,8 @@ impl Inbox {
             front_bytes: AtomicUsize::new(0),
             paused: AtomicBool::new(false),
             reader_busy: AtomicBool::new(false),
+            direct: matches!(policy, Overflow::Block) && filter.is_none(),
+            taken: AtomicU64::new(0),
             policy,
             filter,
             cap: cap.max(1),
@@ -285,6 +329,24 @@ impl Inbox {
 
     fn len(&self) -> usize {
         self.shared_len.load(Ordering::Acquire) + self.front_len.load(Ordering::Acquire)
+    }
+
+    /// Whether a consumer that finds the inbox empty may read the socket
+    /// itself: only under `Block` without a filter, where nothing would be
+    /// dropped or filtered had the I/O thread read the message instead.
+    pub(crate) fn allows_direct(&self) -> bool {
+        self.direct
+    }
+
+    /// How many messages consumers have taken so far.
+    pub(crate) fn taken(&self) -> u64 {
+        self.taken.load(Ordering::Relaxed)
+    }
+
+    /// Nothing waits in the shared queue. Exact when the producer cannot push
+    /// (the caller holds the lock the producer pushes under).
+    pub(crate) fn shared_is_empty(&self) -> bool {
+        self.shared_len.load(Ordering::Acquire) == 0
     }
 
     /// Runs the user's filter and policy functions, outside the lock.
@@ -478,12 +540,23 @@ impl Inbox {
     /// Takes the next message, waiting until `deadline` (`None`: forever).
     /// `Ok(None)`: the deadline passed. `Err`: the connection has ended and
     /// everything queued was delivered.
-    pub(crate) fn pop(&self, deadline: Option<Instant>) -> Result<Option<Message>> {
-        self.spin(deadline);
+    ///
+    /// When [`allows_direct`](Inbox::allows_direct), `reader` reads the next
+    /// message from the socket while the inbox is empty, under the consumers'
+    /// lock, so that no queued message can be overtaken.
+    pub(crate) fn pop(
+        &self,
+        deadline: Option<Instant>,
+        reader: &dyn Reader,
+    ) -> Result<Option<Message>> {
+        let mut spun = false;
+        // Until when this call may watch the socket (set when it first finds it empty).
+        let mut watch_until: Option<Instant> = None;
         loop {
             let mut front = self.lock_front();
             if let Some(item) = front.items.pop_front() {
                 front.delivered += 1;
+                self.taken.store(front.delivered, Ordering::Relaxed);
                 if let Some(at) = item.at {
                     front.wait.record(at.elapsed());
                 }
@@ -517,6 +590,39 @@ impl Inbox {
                 self.shared_len.store(st.items.len(), Ordering::Release);
                 continue;
             }
+            if self.direct && matches!(st.end, End::Open) {
+                // The reader takes the connection's lock, which the producer holds
+                // while it takes the state lock: never wait for it holding that.
+                drop(st);
+                match reader.read() {
+                    Direct::Message(msg) => {
+                        front.direct += 1;
+                        front.delivered += 1;
+                        self.taken.store(front.delivered, Ordering::Relaxed);
+                        return Ok(Some(msg));
+                    }
+                    Direct::Queued => continue,
+                    Direct::Empty => {
+                        // Watching takes the place of spinning. A large message
+                        // may take several watches to arrive whole.
+                        let now = Instant::now();
+                        let until = *watch_until.get_or_insert(now + WATCH);
+                        let until = deadline.map_or(until, |d| d.min(until));
+                        spun = true;
+                        if until > now {
+                            drop(front);
+                            reader.watch(until - now);
+                            continue;
+                        }
+                        reader.idle();
+                    }
+                    Direct::Unavailable => {}
+                }
+                st = self.lock();
+                if !st.items.is_empty() {
+                    continue;
+                }
+            }
             drop(front);
             if let End::Ended(error, seen) = &mut st.end {
                 let first = !std::mem::replace(seen, true);
@@ -527,6 +633,12 @@ impl Inbox {
                     (self.resume)();
                 }
                 return Err(error);
+            }
+            if !spun {
+                spun = true;
+                drop(st);
+                self.spin(deadline);
+                continue;
             }
             let now = Instant::now();
             st.waiting += 1;
@@ -664,8 +776,9 @@ impl Inbox {
     pub(crate) fn fill(&self, s: &mut Stats) {
         let front = self.lock_front();
         let st = self.lock();
-        s.received = st.received;
+        s.received = st.received + front.direct;
         s.delivered = front.delivered;
+        s.read_by_consumer = front.direct;
         s.dropped = st.drops;
         s.queued = st.items.len() + front.items.len();
         s.queued_bytes = st.bytes + self.front_bytes.load(Ordering::Acquire);
@@ -684,6 +797,15 @@ impl Inbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct NoReader;
+    impl Reader for NoReader {
+        fn read(&self) -> Direct {
+            Direct::Unavailable
+        }
+        fn watch(&self, _: Duration) {}
+        fn idle(&self) {}
+    }
 
     fn inbox(cap: usize, policy: Overflow) -> (Arc<Inbox>, Arc<AtomicBool>) {
         let woke = Arc::new(AtomicBool::new(false));
@@ -706,7 +828,7 @@ mod tests {
 
     fn drain(q: &Inbox) -> Vec<String> {
         let mut out = vec![];
-        while let Ok(Some(m)) = q.pop(Some(Instant::now())) {
+        while let Ok(Some(m)) = q.pop(Some(Instant::now()), &NoReader) {
             out.push(m.into_text().unwrap().to_string());
         }
         out
@@ -729,12 +851,12 @@ mod tests {
         assert_eq!(pending.len(), 2);
         assert!(q.is_paused());
         check_identity(&q);
-        q.pop(None).unwrap();
+        q.pop(None, &NoReader).unwrap();
         assert!(
             q.is_paused() && !woke.load(Ordering::SeqCst),
             "no flapping above low water"
         );
-        q.pop(None).unwrap();
+        q.pop(None, &NoReader).unwrap();
         assert!(!q.is_paused() && woke.load(Ordering::SeqCst));
         let mut pending = pending;
         assert!(q.push_batch(&mut pending, 0));
@@ -814,8 +936,11 @@ mod tests {
         let mut left: VecDeque<Item> = q.classify(Message::text("2")).into_iter().collect();
         q.finish(&mut left, Error::Closed(None));
         assert_eq!(drain(&q), ["1", "2"]);
-        assert!(q.pop(None).unwrap_err().is_closed());
-        assert!(q.pop(None).unwrap_err().is_closed(), "the end repeats");
+        assert!(q.pop(None, &NoReader).unwrap_err().is_closed());
+        assert!(
+            q.pop(None, &NoReader).unwrap_err().is_closed(),
+            "the end repeats"
+        );
     }
 
     #[test]
@@ -823,12 +948,14 @@ mod tests {
         let (q, _) = inbox(8, Overflow::Block);
         let t = Instant::now();
         assert!(q
-            .pop(Some(t + Duration::from_millis(20)))
+            .pop(Some(t + Duration::from_millis(20)), &NoReader)
             .unwrap()
             .is_none());
         assert!(t.elapsed() >= Duration::from_millis(20));
         let q2 = q.clone();
-        let h = std::thread::spawn(move || q2.pop(Some(Instant::now() + Duration::from_secs(10))));
+        let h = std::thread::spawn(move || {
+            q2.pop(Some(Instant::now() + Duration::from_secs(10)), &NoReader)
+        });
         std::thread::sleep(Duration::from_millis(30));
         push(&q, &["x"]);
         assert!(h.join().unwrap().unwrap().is_some());

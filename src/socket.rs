@@ -109,11 +109,32 @@ pub(crate) fn recv_queue(stream: &TcpStream) -> Option<usize> {
     sys::recv_queue(stream)
 }
 
+/// Waits until `stream` is readable (or has an error or hang-up), at most
+/// `timeout`. Only waits: reading is the connection layer's.
+pub(crate) fn wait_readable(stream: &TcpStream, timeout: Duration) {
+    sys::wait_readable(stream, timeout)
+}
+
 #[cfg(unix)]
 #[allow(unsafe_code)]
 mod sys {
     use std::net::TcpStream;
     use std::os::fd::AsRawFd;
+    use std::time::Duration;
+
+    pub(super) fn wait_readable(stream: &TcpStream, timeout: Duration) {
+        let mut fd = libc::pollfd {
+            fd: stream.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = timeout.as_millis().clamp(1, libc::c_int::MAX as u128) as libc::c_int;
+        // SAFETY: one valid pollfd, and the count says one. An error or EINTR
+        // just ends the wait early; the caller looks again.
+        unsafe {
+            libc::poll(&mut fd, 1, ms);
+        }
+    }
 
     pub(super) fn recv_queue(stream: &TcpStream) -> Option<usize> {
         let mut n: libc::c_int = 0;
@@ -126,6 +147,11 @@ mod sys {
 
 #[cfg(not(unix))]
 mod sys {
+    pub(super) fn wait_readable(_stream: &std::net::TcpStream, timeout: std::time::Duration) {
+        // No readiness wait here: a short sleep, then the caller reads again.
+        std::thread::sleep(timeout.min(std::time::Duration::from_micros(100)));
+    }
+
     pub(super) fn recv_queue(_stream: &std::net::TcpStream) -> Option<usize> {
         None
     }

@@ -69,6 +69,11 @@ pub struct Stats {
     pub received: u64,
     /// Messages handed to `recv` or a handler.
     pub delivered: u64,
+    /// Of those, the messages a consumer read from the socket itself because
+    /// the inbox was empty (only under [`Overflow::Block`](crate::Overflow::Block)
+    /// without a filter). They never waited in the inbox; they count in
+    /// `received` and `delivered`.
+    pub read_by_consumer: u64,
     /// Messages dropped, by reason.
     pub dropped: Drops,
     /// Messages in the inbox now.
@@ -108,7 +113,7 @@ impl fmt::Display for Stats {
         let opt = |v: Option<usize>| v.map_or("-".to_string(), |v| v.to_string());
         write!(
             f,
-            "Recv-Q {} rcvbuf {} | inbox {}/{} ({} B, peak {}) | in {} delivered {} dropped {} \
+            "Recv-Q {} rcvbuf {} | inbox {}/{} ({} B, peak {}) | in {} delivered {} ({} direct) dropped {} \
              (newest {} oldest {} priority {} conflated {} filtered {}) | {} x{} {:.1?} | wait p50 {:.1?} p99 {:.1?} max {:.1?}",
             opt(self.kernel_recv_queue),
             opt(self.recv_buffer_size),
@@ -118,6 +123,7 @@ impl fmt::Display for Stats {
             self.queue_high_water,
             self.received,
             self.delivered,
+            self.read_by_consumer,
             self.dropped.total(),
             self.dropped.newest,
             self.dropped.oldest,
