@@ -2,7 +2,7 @@
 //! one-thread tungstenite read loop, in the same run, against the same server.
 //!
 //! `cargo run --release --example bench [-- --runs 5 --quick]`
-//! (`--only wsapp|tungstenite SIZE COUNT` runs one client alone; with
+//! (`--only wsapp|app|tungstenite SIZE COUNT` runs one client alone; with
 //! `BENCH_STATS=1` the wsapp run prints its `Stats` line at the end.)
 //!
 //! The server runs in a child process (this binary with `--serve`), so the
@@ -161,8 +161,6 @@ fn wsapp_flood(port: u16, size: usize, count: usize) -> Run {
 /// The app path: `WebSocketApp` with a no-op `on_message` on the dispatcher,
 /// under an overflow policy. Counts what reached the handler.
 fn app_flood(port: u16, size: usize, count: usize, policy: &str) -> Run {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
     let overflow = match policy {
         "block" => wsapp::Overflow::Block,
         "drop-newest" => wsapp::Overflow::DropNewest,
@@ -172,29 +170,26 @@ fn app_flood(port: u16, size: usize, count: usize, policy: &str) -> Run {
         other => panic!("unknown policy {other}"),
     };
     let (t0, c0) = (Instant::now(), cpu_time());
-    let handled = Arc::new(AtomicUsize::new(0));
-    let h2 = handled.clone();
     let client = wsapp::Client::new(format!("ws://127.0.0.1:{port}/flood/{size}/{count}"))
         .max_message_size(Some(64 << 20))
         .max_frame_size(Some(64 << 20))
         .overflow(overflow);
     let app = wsapp::WebSocketApp::new(client)
-        .on_message(move |_ws, _m| {
-            h2.fetch_add(1, Ordering::Relaxed);
-        })
+        .on_message(|_ws, _m| {})
         .start()
         .unwrap();
+    let sender = app.sender();
     // The run ends when the server has sent everything and closed; drops
     // (under the lossy policies) are what the handler did not see.
     let _ = app.join();
-    assert!(
-        handled.load(Ordering::Relaxed) > 0,
-        "the handler saw nothing"
-    );
-    Run {
+    let run = Run {
         secs: t0.elapsed().as_secs_f64(),
         cpu: (cpu_time() - c0).as_secs_f64(),
-    }
+    };
+    let stats = sender.stats();
+    assert!(stats.delivered > 0, "the handler saw nothing");
+    assert_eq!(stats.received, count as u64, "{stats}");
+    run
 }
 
 fn percentile(v: &mut [Duration], q: f64) -> Duration {
@@ -266,7 +261,8 @@ fn main() {
         .position(|a| a == "--runs")
         .map_or(3, |i| args[i + 1].parse().expect("--runs N"));
     let quick = args.iter().any(|a| a == "--quick");
-    // --only wsapp|tungstenite SIZE COUNT: one client alone, for profiling.
+    // --only wsapp|app|tungstenite SIZE COUNT: one client alone, for profiling
+    // (app: WebSocketApp under Block).
     let only = args.iter().position(|a| a == "--only");
     let scale = if quick { 10 } else { 1 };
 
@@ -288,6 +284,7 @@ fn main() {
             (args[i + 2].parse().unwrap(), args[i + 3].parse().unwrap());
         let r = match args[i + 1].as_str() {
             "wsapp" => wsapp_flood(port, size, count),
+            "app" => app_flood(port, size, count, "block"),
             _ => tungstenite_flood(port, size, count),
         };
         println!(

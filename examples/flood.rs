@@ -4,7 +4,11 @@
 //! queue, the server) and ends with a table per policy.
 //!
 //! `cargo run --release --example flood [-- --count 200000 --size 256 --delay-us 20
-//!  --rcvbuf 262144 --queue 1000 --policies block,drop-newest,drop-oldest,priority,conflate]`
+//!  --rcvbuf 262144 --queue 1000 --policies block,block-ahead,drop-newest,drop-oldest,priority,conflate]`
+//!
+//! `block` is the default client: a handler that keeps up reads the socket
+//! itself, so the backlog waits in the kernel; `block-ahead` is `Block` with
+//! `direct_reads(false)`, where the I/O thread reads ahead into the inbox.
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
@@ -35,6 +39,7 @@ fn parse_args() -> Opts {
         queue: 1000,
         policies: [
             "block",
+            "block-ahead",
             "drop-newest",
             "drop-oldest",
             "priority",
@@ -139,7 +144,7 @@ fn seq_of(m: &Message) -> u64 {
 
 fn policy(name: &str) -> Overflow {
     match name {
-        "block" => Overflow::Block,
+        "block" | "block-ahead" => Overflow::Block,
         "drop-newest" => Overflow::DropNewest,
         "drop-oldest" => Overflow::DropOldest,
         // Every 10th message is critical; the rest get priorities 0..=2.
@@ -214,6 +219,8 @@ fn run_policy(o: &Opts, name: &str) -> Row {
     let client = Client::new(format!("ws://127.0.0.1:{port}/"))
         .recv_buffer_size(o.rcvbuf)
         .queue(o.queue)
+        // "block-ahead": Block with the I/O thread always reading ahead.
+        .direct_reads(name != "block-ahead")
         .overflow(policy(name));
     let app = WebSocketApp::new(client)
         .on_message(move |_ws, m| {

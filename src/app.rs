@@ -990,9 +990,9 @@ impl<H: Handler + 'static> WebSocketApp<H> {
 
     /// Runs a callback, turning a panic into an `on_error` call.
     fn call(&mut self, name: &'static str, f: impl FnOnce(&mut H, &AppSender)) {
-        let sender = self.sender.clone();
+        let sender = &self.sender;
         let handler = &mut self.handler;
-        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| f(handler, &sender))) {
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| f(handler, sender))) {
             let err = Error::Handler {
                 callback: name,
                 message: panic_message(&*panic),
@@ -1003,7 +1003,7 @@ impl<H: Handler + 'static> WebSocketApp<H> {
                 return;
             }
             let handler = &mut self.handler;
-            if catch_unwind(AssertUnwindSafe(|| handler.on_error(&sender, &err))).is_err() {
+            if catch_unwind(AssertUnwindSafe(|| handler.on_error(sender, &err))).is_err() {
                 log::error!("wsapp: on_error panicked while reporting: {err}");
             }
         }

@@ -83,6 +83,7 @@ pub struct Client {
     queue_bytes: usize,
     overflow: Overflow,
     filter: Option<FilterFn>,
+    direct_reads: bool,
     io: IoOptions,
     redirects: u32,
     proxy: ProxyChoice,
@@ -129,6 +130,7 @@ impl Client {
             queue_bytes: 64 << 20,
             overflow: Overflow::Block,
             filter: None,
+            direct_reads: true,
             io: IoOptions {
                 outbox: 1024,
                 close_timeout: Duration::from_secs(5),
@@ -376,6 +378,28 @@ impl Client {
     /// ```
     pub fn filter(mut self, keep: impl Fn(&Message) -> bool + Send + Sync + 'static) -> Client {
         self.filter = Some(std::sync::Arc::new(keep));
+        self
+    }
+
+    /// Under [`Overflow::Block`] without a filter, whether a consumer that finds
+    /// the inbox empty reads the next message from the socket itself. Defaults
+    /// to `true`: handing each message from the I/O thread to the consumer
+    /// costs more than reading it, so a consumer that keeps up reads at close to
+    /// a one-thread loop's speed, and the I/O thread reads ahead into the inbox
+    /// only once the consumer has taken nothing for about a millisecond (a slow
+    /// handler, say). The backlog of a consumer that keeps up then waits in the
+    /// kernel's receive buffer rather than in the inbox. With `false` the I/O
+    /// thread always reads ahead, as under the other policies: the inbox takes
+    /// bursts first, and the server is throttled only once it is full.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = wsapp::Client::new("ws://h/").direct_reads(false);
+    /// # let _ = c;
+    /// ```
+    pub fn direct_reads(mut self, enabled: bool) -> Client {
+        self.direct_reads = enabled;
         self
     }
 
@@ -726,8 +750,9 @@ impl Client {
         )?;
         let (queue, queue_bytes) = (self.queue, self.queue_bytes);
         let (overflow, filter) = (self.overflow.clone(), self.filter.clone());
+        let direct = self.direct_reads;
         WebSocket::start(ws, response, self.io.clone(), move |resume| {
-            Inbox::new(queue, queue_bytes, overflow, filter, resume)
+            Inbox::new(queue, queue_bytes, overflow, filter, direct, resume)
         })
     }
 }

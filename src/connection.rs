@@ -145,7 +145,6 @@ impl Reader for Shared {
                         }
                     }
                 }
-                self.counters.count_in(payload_len(&msg));
                 Direct::Message(msg)
             }
             Err(e) if would_block(&e) => {
@@ -472,8 +471,8 @@ impl Sender {
     pub fn stats(&self) -> Stats {
         let sh = &self.shared;
         let mut s = Stats::default();
-        sh.inbox.fill(&mut s);
         sh.counters.fill(&mut s);
+        sh.inbox.fill(&mut s);
         s.outbox = sh.outbox.len();
         s.kernel_recv_queue = crate::socket::recv_queue(&sh.probe);
         (s.recv_buffer_size, s.send_buffer_size) = crate::socket::buffer_sizes(&sh.probe);

@@ -193,6 +193,8 @@ struct Front {
     delivered: u64,
     /// Messages consumers read themselves (never queued); also in `delivered`.
     direct: u64,
+    /// Their payload bytes.
+    direct_bytes: u64,
     wait: WaitHistogram,
 }
 
@@ -279,6 +281,7 @@ impl Inbox {
         cap_bytes: usize,
         policy: Overflow,
         filter: Option<FilterFn>,
+        direct_reads: bool,
         resume: Box<dyn Fn() + Send + Sync>,
     ) -> Inbox {
         Inbox {
@@ -307,7 +310,7 @@ impl Inbox {
             front_bytes: AtomicUsize::new(0),
             paused: AtomicBool::new(false),
             reader_busy: AtomicBool::new(false),
-            direct: matches!(policy, Overflow::Block) && filter.is_none(),
+            direct: direct_reads && matches!(policy, Overflow::Block) && filter.is_none(),
             taken: AtomicU64::new(0),
             policy,
             filter,
@@ -568,35 +571,14 @@ impl Inbox {
                 }
                 return Ok(Some(item.msg));
             }
-            let mut st = self.lock();
-            if !st.items.is_empty() {
-                let mut bytes = 0;
-                if matches!(self.policy, Overflow::Block | Overflow::DropNewest) {
-                    // These policies only count what is queued: take it all at once.
-                    std::mem::swap(&mut front.items, &mut st.items);
-                    bytes = std::mem::take(&mut st.bytes);
-                    st.front_seq = st.next_seq;
-                } else {
-                    while front.items.len() < PREFETCH {
-                        let Some(item) = self.take_front(&mut st) else {
-                            break;
-                        };
-                        bytes += item.size;
-                        front.items.push_back(item);
-                    }
-                }
-                self.front_bytes.fetch_add(bytes, Ordering::AcqRel);
-                self.front_len.store(front.items.len(), Ordering::Release);
-                self.shared_len.store(st.items.len(), Ordering::Release);
-                continue;
-            }
-            if self.direct && matches!(st.end, End::Open) {
+            if self.direct && self.shared_is_empty() {
                 // The reader takes the connection's lock, which the producer holds
                 // while it takes the state lock: never wait for it holding that.
-                drop(st);
+                // After the end it answers `Unavailable`.
                 match reader.read() {
                     Direct::Message(msg) => {
                         front.direct += 1;
+                        front.direct_bytes += payload_len(&msg) as u64;
                         front.delivered += 1;
                         self.taken.store(front.delivered, Ordering::Relaxed);
                         return Ok(Some(msg));
@@ -618,10 +600,28 @@ impl Inbox {
                     }
                     Direct::Unavailable => {}
                 }
-                st = self.lock();
-                if !st.items.is_empty() {
-                    continue;
+            }
+            let mut st = self.lock();
+            if !st.items.is_empty() {
+                let mut bytes = 0;
+                if matches!(self.policy, Overflow::Block | Overflow::DropNewest) {
+                    // These policies only count what is queued: take it all at once.
+                    std::mem::swap(&mut front.items, &mut st.items);
+                    bytes = std::mem::take(&mut st.bytes);
+                    st.front_seq = st.next_seq;
+                } else {
+                    while front.items.len() < PREFETCH {
+                        let Some(item) = self.take_front(&mut st) else {
+                            break;
+                        };
+                        bytes += item.size;
+                        front.items.push_back(item);
+                    }
                 }
+                self.front_bytes.fetch_add(bytes, Ordering::AcqRel);
+                self.front_len.store(front.items.len(), Ordering::Release);
+                self.shared_len.store(st.items.len(), Ordering::Release);
+                continue;
             }
             drop(front);
             if let End::Ended(error, seen) = &mut st.end {
@@ -779,6 +779,10 @@ impl Inbox {
         s.received = st.received + front.direct;
         s.delivered = front.delivered;
         s.read_by_consumer = front.direct;
+        // Wire counters for what consumers read (kept here, under their lock,
+        // rather than in shared atomics bumped per message).
+        s.messages_in += front.direct;
+        s.bytes_in += front.direct_bytes;
         s.dropped = st.drops;
         s.queued = st.items.len() + front.items.len();
         s.queued_bytes = st.bytes + self.front_bytes.load(Ordering::Acquire);
@@ -812,7 +816,7 @@ mod tests {
         let w = woke.clone();
         let resume = Box::new(move || w.store(true, Ordering::SeqCst));
         (
-            Arc::new(Inbox::new(cap, usize::MAX, policy, None, resume)),
+            Arc::new(Inbox::new(cap, usize::MAX, policy, None, false, resume)),
             woke,
         )
     }
@@ -867,7 +871,7 @@ mod tests {
     #[test]
     fn bytes_bound_admits_one_oversized_message_when_empty() {
         let woke = Box::new(|| {});
-        let q = Inbox::new(100, 10, Overflow::Block, None, woke);
+        let q = Inbox::new(100, 10, Overflow::Block, None, false, woke);
         let (all, _) = push(&q, &["0123456789ABCDEF"]);
         assert!(all, "an empty inbox takes any one message");
         let (all, pending) = push(&q, &["x"]);

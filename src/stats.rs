@@ -141,6 +141,7 @@ impl fmt::Display for Stats {
 }
 
 /// Wire counters, bumped by the I/O thread (in) and by whoever writes (out).
+/// What consumers read themselves the inbox counts (see `Inbox::fill`).
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) messages_in: AtomicU64,
