@@ -1101,3 +1101,36 @@ fn thread_count_is_stable_after_fast_consumer_runs() {
         baseline.len()
     );
 }
+
+/// A consumer in a tight loop reads most messages itself under `Block`
+/// (`read_by_consumer`); with `direct_reads(false)` it reads none, and both
+/// deliver everything in order.
+#[test]
+fn read_by_consumer_counts_direct_reads_and_the_switch_turns_them_off() {
+    let _serial = serial();
+    const N: u64 = 50_000;
+    const SIZE: usize = 64;
+    for direct in [true, false] {
+        let flood = common::flood_server(N, SIZE);
+        let ws = Client::new(flood.server.url())
+            .direct_reads(direct)
+            .connect()
+            .unwrap();
+        let deadline = Instant::now() + LIMIT;
+        for i in 0..N {
+            let msg = ws
+                .recv_deadline(deadline)
+                .unwrap()
+                .unwrap_or_else(|| panic!("message {i} did not come in time"));
+            check_flood(&msg, i, SIZE);
+        }
+        let s = ws.stats();
+        check_accounting(&s, "after the flood");
+        assert_eq!(s.delivered, N, "{s}");
+        if direct {
+            assert!(s.read_by_consumer > N / 2, "direct reads: {s}");
+        } else {
+            assert_eq!(s.read_by_consumer, 0, "direct_reads(false): {s}");
+        }
+    }
+}
