@@ -1383,8 +1383,15 @@ impl IoThread {
             }
             None => self.filtered += 1,
         }
-        if (self.pending.len() >= BATCH || self.pending_bytes >= BATCH_BYTES) && !self.push() {
-            return Ok(Next::Stop);
+        if self.pending.len() >= BATCH || self.pending_bytes >= BATCH_BYTES {
+            if !self.push() {
+                return Ok(Next::Stop);
+            }
+            if self.shared.inbox.allows_direct() && self.shared.inbox.taken() != self.seen_taken {
+                // The consumer has started taking: end the turn, so the next
+                // one can stand back rather than read ahead a whole turn.
+                return Ok(Next::Stop);
+            }
         }
         Ok(Next::Read)
     }
