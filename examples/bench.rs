@@ -187,6 +187,9 @@ fn app_flood(port: u16, size: usize, count: usize, policy: &str) -> Run {
         cpu: (cpu_time() - c0).as_secs_f64(),
     };
     let stats = sender.stats();
+    if std::env::var_os("BENCH_STATS").is_some() {
+        eprintln!("{stats}");
+    }
     assert!(stats.delivered > 0, "the handler saw nothing");
     assert_eq!(stats.received, count as u64, "{stats}");
     run

@@ -1032,35 +1032,45 @@ impl<H: Handler + 'static> WebSocketApp<H> {
             None => None,
         };
         let mut next_stats = self.stats_interval.map(|i| Instant::now() + i);
-        let end = loop {
-            let got = match next_stats {
-                Some(at) => ws.recv_deadline(at),
-                None => ws.recv().map(Some),
-            };
-            match got {
-                Ok(Some(msg)) => {
-                    match &pool {
-                        Some(p) if msg.is_text() || msg.is_binary() => {
-                            p.dispatch(msg);
-                            for err in p.panics.try_iter() {
-                                self.call("on_error", |h, s| h.on_error(s, &err));
+        let end = if next_stats.is_none() && pool.is_none() {
+            // The common case, kept to the bare loop: every message to its callback.
+            loop {
+                match ws.recv() {
+                    Ok(msg) => self.dispatch(msg),
+                    Err(e) => break e,
+                }
+            }
+        } else {
+            loop {
+                let got = match next_stats {
+                    Some(at) => ws.recv_deadline(at),
+                    None => ws.recv().map(Some),
+                };
+                match got {
+                    Ok(Some(msg)) => {
+                        match &pool {
+                            Some(p) if msg.is_text() || msg.is_binary() => {
+                                p.dispatch(msg);
+                                for err in p.panics.try_iter() {
+                                    self.call("on_error", |h, s| h.on_error(s, &err));
+                                }
                             }
+                            _ => self.dispatch(msg),
                         }
-                        _ => self.dispatch(msg),
+                        // A busy connection never lets the deadline pass idle.
+                        if next_stats.is_some_and(|at| Instant::now() >= at) {
+                            let stats = ws.stats();
+                            self.call("on_stats", |h, s| h.on_stats(s, &stats));
+                            next_stats = self.stats_interval.map(|i| Instant::now() + i);
+                        }
                     }
-                    // A busy connection never lets the deadline pass idle.
-                    if next_stats.is_some_and(|at| Instant::now() >= at) {
+                    Ok(None) => {
                         let stats = ws.stats();
                         self.call("on_stats", |h, s| h.on_stats(s, &stats));
                         next_stats = self.stats_interval.map(|i| Instant::now() + i);
                     }
+                    Err(e) => break e,
                 }
-                Ok(None) => {
-                    let stats = ws.stats();
-                    self.call("on_stats", |h, s| h.on_stats(s, &stats));
-                    next_stats = self.stats_interval.map(|i| Instant::now() + i);
-                }
-                Err(e) => break e,
             }
         };
         if let Some(p) = pool {

@@ -58,9 +58,12 @@ struct Io {
     /// Set by the I/O thread: a consumer that finds the inbox empty may read
     /// (the policy allows it, the reader holds nothing back, no close is under way).
     direct_ok: bool,
-    /// Frames consumers read themselves: a sign of life, and of a consumer
-    /// that keeps up.
+    /// Messages consumers read themselves: a sign of life, and of a consumer
+    /// that keeps up. Counted here, under this lock, rather than in shared
+    /// atomics bumped per message; `stats` adds them in.
     direct_frames: u64,
+    /// Their payload bytes.
+    direct_bytes: u64,
     /// A consumer watches the socket for readability (and will read it).
     watching: bool,
     /// A consumer stopped watching and sleeps: the I/O thread must watch the socket.
@@ -117,7 +120,7 @@ impl Reader for Shared {
     fn read(&self) -> Direct {
         let mut io = self.lock_io();
         // The producer pushes under this lock, so the check is exact.
-        if !self.inbox.shared_is_empty() {
+        if !self.inbox.is_empty() {
             return Direct::Queued;
         }
         if !io.direct_ok || io.fatal.is_some() {
@@ -127,6 +130,7 @@ impl Reader for Shared {
             Ok(Message::Close(frame)) => self.hand_off(io, Ok(Message::Close(frame))),
             Ok(msg) => {
                 io.direct_frames += 1;
+                io.direct_bytes += payload_len(&msg) as u64;
                 io.direct_idle = false;
                 io.watching = false;
                 if msg.is_ping() {
@@ -473,6 +477,15 @@ impl Sender {
         let mut s = Stats::default();
         sh.counters.fill(&mut s);
         sh.inbox.fill(&mut s);
+        {
+            // What consumers read themselves never passed the inbox.
+            let io = sh.lock_io();
+            s.read_by_consumer = io.direct_frames;
+            s.received += io.direct_frames;
+            s.delivered += io.direct_frames;
+            s.messages_in += io.direct_frames;
+            s.bytes_in += io.direct_bytes;
+        }
         s.outbox = sh.outbox.len();
         s.kernel_recv_queue = crate::socket::recv_queue(&sh.probe);
         (s.recv_buffer_size, s.send_buffer_size) = crate::socket::buffer_sizes(&sh.probe);
@@ -555,6 +568,7 @@ impl WebSocket {
                 fatal: None,
                 direct_ok: false,
                 direct_frames: 0,
+                direct_bytes: 0,
                 watching: false,
                 direct_idle: false,
                 standing_back: false,
@@ -1174,13 +1188,14 @@ impl IoThread {
         if let Some(e) = io.fatal.take() {
             return Err(self.end_with(e));
         }
-        if io.direct_frames != self.seen_frames {
+        let consumer_read = io.direct_frames != self.seen_frames;
+        if consumer_read {
             self.seen_frames = io.direct_frames;
             // Any frame is a sign of life.
             self.pong_deadline = None;
         }
         let taken = self.shared.inbox.taken();
-        let consumer_keeps_up = taken != self.seen_taken;
+        let consumer_keeps_up = taken != self.seen_taken || consumer_read;
         self.seen_taken = taken;
         self.write_side(&mut io)?;
         if !self.pending.is_empty() {

@@ -191,10 +191,6 @@ struct State {
 struct Front {
     items: VecDeque<Item>,
     delivered: u64,
-    /// Messages consumers read themselves (never queued); also in `delivered`.
-    direct: u64,
-    /// Their payload bytes.
-    direct_bytes: u64,
     wait: WaitHistogram,
 }
 
@@ -220,8 +216,8 @@ pub(crate) struct Inbox {
     filter: Option<FilterFn>,
     /// Consumers may read the socket themselves when the inbox is empty.
     direct: bool,
-    /// Messages consumers have taken, for the reader to see that they keep
-    /// taking (written under the consumers' lock, read without it).
+    /// Messages consumers have taken from the inbox, for the reader to see
+    /// that they keep taking (written under the consumers' lock, read without it).
     taken: AtomicU64,
     cap: usize,
     cap_bytes: usize,
@@ -253,7 +249,8 @@ pub(crate) enum Direct {
 
 /// The connection's side of a consumer's own reads (it owns the socket).
 pub(crate) trait Reader {
-    /// Reads one message, if the connection allows it now.
+    /// Reads one message, if the connection allows it now and nothing is
+    /// queued. It counts what it reads; the inbox never sees those messages.
     fn read(&self) -> Direct;
     /// Waits, holding no lock, until the socket may be readable or `timeout` passes.
     fn watch(&self, timeout: Duration);
@@ -346,10 +343,12 @@ impl Inbox {
         self.taken.load(Ordering::Relaxed)
     }
 
-    /// Nothing waits in the shared queue. Exact when the producer cannot push
-    /// (the caller holds the lock the producer pushes under).
-    pub(crate) fn shared_is_empty(&self) -> bool {
-        self.shared_len.load(Ordering::Acquire) == 0
+    /// Nothing is queued, not even taken ahead by a consumer. Exact when the
+    /// producer cannot push (the caller holds the lock the producer pushes
+    /// under); a consumer moves messages from the shared queue to its front
+    /// before it lowers `shared_len`, so they are seen in one or the other.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.shared_len.load(Ordering::Acquire) == 0 && self.front_len.load(Ordering::Acquire) == 0
     }
 
     /// Runs the user's filter and policy functions, outside the lock.
@@ -550,12 +549,34 @@ impl Inbox {
     pub(crate) fn pop(
         &self,
         deadline: Option<Instant>,
-        reader: &dyn Reader,
+        reader: &impl Reader,
     ) -> Result<Option<Message>> {
         let mut spun = false;
         // Until when this call may watch the socket (set when it first finds it empty).
         let mut watch_until: Option<Instant> = None;
         loop {
+            if self.direct && self.is_empty() {
+                // Only the connection's lock: the reader checks again under it
+                // that nothing is queued. Never under the state lock, which the
+                // producer takes while it holds the connection's.
+                match reader.read() {
+                    Direct::Message(msg) => return Ok(Some(msg)),
+                    Direct::Queued | Direct::Unavailable => {}
+                    Direct::Empty => {
+                        // Watching takes the place of spinning. A large message
+                        // may take several watches to arrive whole.
+                        let now = Instant::now();
+                        let until = *watch_until.get_or_insert(now + WATCH);
+                        let until = deadline.map_or(until, |d| d.min(until));
+                        spun = true;
+                        if until > now {
+                            reader.watch(until - now);
+                            continue;
+                        }
+                        reader.idle();
+                    }
+                }
+            }
             let mut front = self.lock_front();
             if let Some(item) = front.items.pop_front() {
                 front.delivered += 1;
@@ -570,36 +591,6 @@ impl Inbox {
                     self.maybe_resume();
                 }
                 return Ok(Some(item.msg));
-            }
-            if self.direct && self.shared_is_empty() {
-                // The reader takes the connection's lock, which the producer holds
-                // while it takes the state lock: never wait for it holding that.
-                // After the end it answers `Unavailable`.
-                match reader.read() {
-                    Direct::Message(msg) => {
-                        front.direct += 1;
-                        front.direct_bytes += payload_len(&msg) as u64;
-                        front.delivered += 1;
-                        self.taken.store(front.delivered, Ordering::Relaxed);
-                        return Ok(Some(msg));
-                    }
-                    Direct::Queued => continue,
-                    Direct::Empty => {
-                        // Watching takes the place of spinning. A large message
-                        // may take several watches to arrive whole.
-                        let now = Instant::now();
-                        let until = *watch_until.get_or_insert(now + WATCH);
-                        let until = deadline.map_or(until, |d| d.min(until));
-                        spun = true;
-                        if until > now {
-                            drop(front);
-                            reader.watch(until - now);
-                            continue;
-                        }
-                        reader.idle();
-                    }
-                    Direct::Unavailable => {}
-                }
             }
             let mut st = self.lock();
             if !st.items.is_empty() {
@@ -682,13 +673,13 @@ impl Inbox {
     /// the consumer sleeps at once: its batch comes with a wake-up, and spinning
     /// would only take CPU from it.
     fn spin(&self, deadline: Option<Instant>) {
-        if self.len() > 0 || self.reader_busy.load(Ordering::Relaxed) {
+        if !self.is_empty() || self.reader_busy.load(Ordering::Relaxed) {
             return;
         }
         let start = Instant::now();
         let limit = deadline.map_or(start + SPIN, |d| d.min(start + SPIN));
         let mut i = 0u32;
-        while self.len() == 0 {
+        while self.is_empty() {
             i += 1;
             if i % 16 == 0 {
                 if Instant::now() >= limit || self.ended() {
@@ -776,13 +767,8 @@ impl Inbox {
     pub(crate) fn fill(&self, s: &mut Stats) {
         let front = self.lock_front();
         let st = self.lock();
-        s.received = st.received + front.direct;
+        s.received = st.received;
         s.delivered = front.delivered;
-        s.read_by_consumer = front.direct;
-        // Wire counters for what consumers read (kept here, under their lock,
-        // rather than in shared atomics bumped per message).
-        s.messages_in += front.direct;
-        s.bytes_in += front.direct_bytes;
         s.dropped = st.drops;
         s.queued = st.items.len() + front.items.len();
         s.queued_bytes = st.bytes + self.front_bytes.load(Ordering::Acquire);
