@@ -5,6 +5,10 @@
 //! writes it. The state two threads share is [`Shared`], in one place: the
 //! tungstenite `WebSocket` behind a mutex that no thread holds while it waits,
 //! the outbox, the inbox, the poller (whose `notify` is the waker) and counters.
+//! Besides the I/O thread, two kinds of callers take that mutex: senders, to
+//! write directly when nothing is queued ahead, and consumers (through
+//! `Reader for Shared`), to read the next message when nothing is queued and
+//! the policy is `Block`; the I/O thread then stands back.
 //! Policies live in `queue`, counters in `stats`; this module only moves data.
 
 use std::collections::VecDeque;
