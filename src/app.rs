@@ -122,6 +122,9 @@ impl Handler for Callbacks {
             f(ws)
         }
     }
+    // Inlined into the dispatch loop: every by-value hop of a message costs
+    // a copy on the hot path.
+    #[inline]
     fn on_message(&mut self, ws: &AppSender, msg: Message) {
         if let Some(f) = &mut self.message {
             f(ws, msg)
