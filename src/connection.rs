@@ -45,6 +45,10 @@ const BATCH: usize = 64;
 const BATCH_BYTES: usize = 256 << 10;
 /// Messages read before the I/O thread looks at its outbox and timers again.
 const READ_TURN: usize = 1024;
+/// How long a consumer in the middle of a message waits, awake, for
+/// `PARTIAL_PIECE` bytes before it sleeps until the socket is readable.
+const PARTIAL_SPIN: Duration = Duration::from_micros(10);
+const PARTIAL_PIECE: usize = 32 << 10;
 /// While a consumer reads the socket itself, the I/O thread checks this often
 /// whether it still does; a consumer away longer than this (in a slow
 /// handler, say) finds the I/O thread reading ahead into the inbox.
@@ -72,6 +76,9 @@ struct Io {
     watching: bool,
     /// A consumer stopped watching and sleeps: the I/O thread must watch the socket.
     direct_idle: bool,
+    /// tungstenite holds part of a message a consumer's read took: the rest
+    /// is on its way.
+    partial: bool,
     /// The I/O thread is not reading because a consumer is.
     standing_back: bool,
     /// What a consumer read that only the I/O thread handles (a close frame,
@@ -130,6 +137,7 @@ impl Reader for Shared {
         if !io.direct_ok || io.fatal.is_some() {
             return Direct::Unavailable;
         }
+        let before = io.ws.get_ref().bytes_read();
         match io.ws.read() {
             Ok(Message::Close(frame)) => self.hand_off(io, Ok(Message::Close(frame))),
             Ok(msg) => {
@@ -137,6 +145,7 @@ impl Reader for Shared {
                 io.direct_bytes += payload_len(&msg) as u64;
                 io.direct_idle = false;
                 io.watching = false;
+                io.partial = false;
                 if msg.is_ping() {
                     // tungstenite queued the pong: send it now.
                     match io.ws.flush() {
@@ -157,6 +166,7 @@ impl Reader for Shared {
             }
             Err(e) if would_block(&e) => {
                 io.watching = true;
+                io.partial |= io.ws.get_ref().bytes_read() != before;
                 Direct::Empty
             }
             Err(e) => self.hand_off(io, Err(e)),
@@ -164,6 +174,19 @@ impl Reader for Shared {
     }
 
     fn watch(&self, timeout: Duration) {
+        if self.lock_io().partial {
+            // The rest of a message is arriving (a large one, most likely):
+            // wait briefly for a good part of it rather than wake for each
+            // piece. Each wake costs a poll, a read and one more read that
+            // finds the socket dry, where a one-thread reader sleeps in recv.
+            let until = Instant::now() + PARTIAL_SPIN.min(timeout);
+            while Instant::now() < until {
+                if crate::socket::recv_queue(&self.probe).unwrap_or(0) >= PARTIAL_PIECE {
+                    return;
+                }
+                std::hint::spin_loop();
+            }
+        }
         crate::socket::wait_readable(&self.probe, timeout);
     }
 
@@ -575,6 +598,7 @@ impl WebSocket {
                 direct_bytes: 0,
                 watching: false,
                 direct_idle: false,
+                partial: false,
                 standing_back: false,
                 handoff: None,
             }),
@@ -1217,8 +1241,10 @@ impl IoThread {
         let more = if stand_back {
             false
         } else {
-            // From here the consumer must show again that it runs dry.
+            // From here the consumer must show again that it runs dry, and
+            // what it left of a message is this thread's to finish.
             io.direct_idle = false;
+            io.partial = false;
             self.read_side(&mut io)?
         };
         io.direct_ok = self.shared.inbox.allows_direct()

@@ -252,7 +252,8 @@ pub(crate) trait Reader {
     /// Reads one message, if the connection allows it now and nothing is
     /// queued. It counts what it reads; the inbox never sees those messages.
     fn read(&self) -> Direct;
-    /// Waits, holding no lock, until the socket may be readable or `timeout` passes.
+    /// Waits, holding no lock while it waits, until the socket may be
+    /// readable or `timeout` passes.
     fn watch(&self, timeout: Duration);
     /// The consumer stops watching the socket and sleeps: the I/O thread
     /// watches it again.

@@ -23,6 +23,9 @@ pub(crate) struct Stream {
     /// While set (during the handshakes), reads and writes fail with
     /// `TimedOut` once it has passed, even if the peer trickles bytes.
     deadline: Option<Instant>,
+    /// Bytes read so far (after TLS): tells whether a read that gave no
+    /// message took part of one.
+    bytes_read: u64,
 }
 
 #[derive(Debug)]
@@ -36,6 +39,7 @@ impl Stream {
         Stream {
             inner: Inner::Tcp(tcp),
             deadline: None,
+            bytes_read: 0,
         }
     }
 
@@ -52,6 +56,11 @@ impl Stream {
         if let Inner::Tls(s) = &mut self.inner {
             s.get_mut().set_deadline(deadline);
         }
+    }
+
+    /// Bytes read so far.
+    pub(crate) fn bytes_read(&self) -> u64 {
+        self.bytes_read
     }
 
     /// Starts a handshake phase that must end by `deadline`.
@@ -78,10 +87,12 @@ impl Stream {
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.check_deadline()?;
-        match &mut self.inner {
-            Inner::Tcp(s) => s.read(buf),
-            Inner::Tls(s) => s.read(buf),
-        }
+        let n = match &mut self.inner {
+            Inner::Tcp(s) => s.read(buf)?,
+            Inner::Tls(s) => s.read(buf)?,
+        };
+        self.bytes_read += n as u64;
+        Ok(n)
     }
 }
 
@@ -168,6 +179,7 @@ pub(crate) fn wrap(
                 return Ok(Stream {
                     inner: Inner::Tls(Box::new(tls)),
                     deadline: None,
+                    bytes_read: 0,
                 });
             }
             Err(HandshakeError::Failure(source)) if timed_out(&source) => {
