@@ -547,6 +547,7 @@ impl Inbox {
     /// When [`allows_direct`](Inbox::allows_direct), `reader` reads the next
     /// message from the socket while the inbox is empty, under the consumers'
     /// lock, so that no queued message can be overtaken.
+    #[inline(always)]
     pub(crate) fn pop(
         &self,
         deadline: Option<Instant>,
