@@ -65,7 +65,8 @@ pub struct Stats {
     pub messages_out: u64,
     /// Payload bytes of those messages.
     pub bytes_out: u64,
-    /// Messages that reached the inbox's overflow policy.
+    /// Messages read for the consumer: those that reached the inbox's
+    /// overflow policy, and those a consumer read itself (`read_by_consumer`).
     pub received: u64,
     /// Messages handed to `recv` or a handler.
     pub delivered: u64,
@@ -141,7 +142,8 @@ impl fmt::Display for Stats {
 }
 
 /// Wire counters, bumped by the I/O thread (in) and by whoever writes (out).
-/// What consumers read themselves the inbox counts (see `Inbox::fill`).
+/// What consumers read themselves is counted under the connection's lock
+/// instead, and added in by `Sender::stats`.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) messages_in: AtomicU64,

@@ -235,6 +235,12 @@ fn fast_consumer_gets_every_message_in_order_across_speed_changes() {
     assert_eq!(s.bytes_in, N * SIZE as u64, "{s}");
     assert!(s.queue_high_water <= s.queue_capacity, "{s}");
     assert!(flood.all_flushed.load(Ordering::SeqCst));
+    // While the consumer slept (20 ms, far longer than the I/O thread's 1 ms
+    // stand-back tick) the I/O thread read ahead into the inbox.
+    assert!(
+        after_pauses.iter().all(|&q| q > 0),
+        "the I/O thread did not read ahead during a pause: {after_pauses:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------
