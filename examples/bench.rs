@@ -159,10 +159,11 @@ fn wsapp_flood(port: u16, size: usize, count: usize) -> Run {
 }
 
 /// The app path: `WebSocketApp` with a no-op `on_message` on the dispatcher,
-/// under an overflow policy. Counts what reached the handler.
+/// under an overflow policy. Counts what reached the handler. `block-ahead`
+/// is `Block` with `direct_reads(false)`: every message through the inbox.
 fn app_flood(port: u16, size: usize, count: usize, policy: &str) -> Run {
     let overflow = match policy {
-        "block" => wsapp::Overflow::Block,
+        "block" | "block-ahead" => wsapp::Overflow::Block,
         "drop-newest" => wsapp::Overflow::DropNewest,
         "drop-oldest" => wsapp::Overflow::DropOldest,
         "priority" => wsapp::Overflow::priority(|m: &Message| (m.len() % 3) as u8),
@@ -173,6 +174,7 @@ fn app_flood(port: u16, size: usize, count: usize, policy: &str) -> Run {
     let client = wsapp::Client::new(format!("ws://127.0.0.1:{port}/flood/{size}/{count}"))
         .max_message_size(Some(64 << 20))
         .max_frame_size(Some(64 << 20))
+        .direct_reads(policy != "block-ahead")
         .overflow(overflow);
     let app = wsapp::WebSocketApp::new(client)
         .on_message(|_ws, _m| {})
@@ -343,12 +345,13 @@ fn main() {
         let count = count / scale;
         for policy in [
             "block",
+            "block-ahead",
             "drop-newest",
             "drop-oldest",
             "priority",
             "conflate",
         ] {
-            if size > 4096 && policy != "block" {
+            if size > 4096 && !policy.starts_with("block") {
                 continue;
             }
             let (mut ratios, mut cratios, mut tr, mut ar, mut ac) =
