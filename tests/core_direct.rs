@@ -1145,3 +1145,42 @@ fn read_by_consumer_counts_direct_reads_and_the_switch_turns_them_off() {
         }
     }
 }
+
+/// Over TLS, a consumer in a tight loop (reading the socket itself) while
+/// another thread sends (writing it directly): both take the same lock on
+/// one TLS stream. Every echo comes back, in order.
+#[test]
+fn tls_echo_with_a_fast_consumer_and_a_concurrent_sender() {
+    let _serial = serial();
+    const N: u64 = 20_000;
+    let ca = common::TestCa::new();
+    let server = common::tls_echo_server(ca.identity(&["localhost", "127.0.0.1"]));
+    let ws = Arc::new(
+        Client::new(format!("wss://localhost:{}/", server.port()))
+            .add_root_certificate(ca.root_pem.as_bytes())
+            .connect()
+            .unwrap(),
+    );
+    let tx = ws.sender();
+    let sender = std::thread::spawn(move || {
+        for i in 0..N {
+            tx.send_binary(common::flood_payload(i, 64)).unwrap();
+        }
+    });
+    let deadline = Instant::now() + LIMIT;
+    for i in 0..N {
+        let msg = ws
+            .recv_deadline(deadline)
+            .unwrap()
+            .unwrap_or_else(|| panic!("echo {i} did not come in time: {}", ws.stats()));
+        check_flood(&msg, i, 64);
+    }
+    sender.join().unwrap();
+    let s = ws.stats();
+    println!("{s}");
+    check_accounting(&s, "after the echoes");
+    assert_eq!(s.delivered, N, "{s}");
+    assert_eq!(s.messages_out, N, "{s}");
+    // The path under test: most echoes were read by the consumer itself.
+    assert!(s.read_by_consumer > 0, "{s}");
+}
