@@ -63,19 +63,27 @@ struct Io {
     write_pending: bool,
     /// An error a direct writer met; the I/O thread ends the connection with it.
     fatal: Option<Error>,
+    /// Consumers' own reads of the socket.
+    consumer: ConsumerReads,
+}
+
+/// How consumers read the socket themselves (under `Block`, when nothing is
+/// queued) and take turns with the I/O thread; part of [`Io`].
+#[derive(Default)]
+struct ConsumerReads {
     /// Set by the I/O thread: a consumer that finds the inbox empty may read
     /// (the policy allows it, the reader holds nothing back, no close is under way).
-    direct_ok: bool,
+    allowed: bool,
     /// Messages consumers read themselves: a sign of life, and of a consumer
     /// that keeps up. Counted here, under this lock, rather than in shared
     /// atomics bumped per message; `stats` adds them in.
-    direct_frames: u64,
+    messages: u64,
     /// Their payload bytes.
-    direct_bytes: u64,
+    bytes: u64,
     /// A consumer watches the socket for readability (and will read it).
     watching: bool,
     /// A consumer stopped watching and sleeps: the I/O thread must watch the socket.
-    direct_idle: bool,
+    idle: bool,
     /// tungstenite holds part of a message a consumer's read took: the rest
     /// is on its way.
     partial: bool,
@@ -114,8 +122,8 @@ impl Shared {
     }
 
     fn hand_off(&self, mut io: MutexGuard<'_, Io>, read: tungstenite::Result<Message>) -> Direct {
-        io.handoff = Some(read);
-        io.direct_ok = false;
+        io.consumer.handoff = Some(read);
+        io.consumer.allowed = false;
         drop(io);
         self.wake();
         Direct::Unavailable
@@ -139,18 +147,18 @@ impl Reader for Shared {
         if !self.inbox.is_empty() {
             return Direct::Queued;
         }
-        if !io.direct_ok || io.fatal.is_some() {
+        if !io.consumer.allowed || io.fatal.is_some() {
             return Direct::Unavailable;
         }
         let before = io.ws.get_ref().bytes_read();
         match io.ws.read() {
             Ok(Message::Close(frame)) => self.hand_off(io, Ok(Message::Close(frame))),
             Ok(msg) => {
-                io.direct_frames += 1;
-                io.direct_bytes += payload_len(&msg) as u64;
-                io.direct_idle = false;
-                io.watching = false;
-                io.partial = false;
+                io.consumer.messages += 1;
+                io.consumer.bytes += payload_len(&msg) as u64;
+                io.consumer.idle = false;
+                io.consumer.watching = false;
+                io.consumer.partial = false;
                 if msg.is_ping() {
                     // tungstenite queued the pong: send it now.
                     match io.ws.flush() {
@@ -170,8 +178,8 @@ impl Reader for Shared {
                 Direct::Message(msg)
             }
             Err(e) if would_block(&e) => {
-                io.watching = true;
-                io.partial |= io.ws.get_ref().bytes_read() != before;
+                io.consumer.watching = true;
+                io.consumer.partial |= io.ws.get_ref().bytes_read() != before;
                 Direct::Empty
             }
             Err(e) => self.hand_off(io, Err(e)),
@@ -179,7 +187,7 @@ impl Reader for Shared {
     }
 
     fn watch(&self, timeout: Duration) {
-        if self.lock_io().partial {
+        if self.lock_io().consumer.partial {
             // The rest of a message is arriving (a large one, most likely):
             // wait briefly for a good part of it rather than wake for each
             // piece. Each wake costs a poll, a read and one more read that
@@ -197,9 +205,9 @@ impl Reader for Shared {
 
     fn idle(&self) {
         let mut io = self.lock_io();
-        io.watching = false;
-        io.direct_idle = true;
-        if std::mem::take(&mut io.standing_back) {
+        io.consumer.watching = false;
+        io.consumer.idle = true;
+        if std::mem::take(&mut io.consumer.standing_back) {
             drop(io);
             self.wake();
         }
@@ -512,11 +520,11 @@ impl Sender {
         {
             // What consumers read themselves never passed the inbox.
             let io = sh.lock_io();
-            s.read_by_consumer = io.direct_frames;
-            s.received += io.direct_frames;
-            s.delivered += io.direct_frames;
-            s.messages_in += io.direct_frames;
-            s.bytes_in += io.direct_bytes;
+            s.read_by_consumer = io.consumer.messages;
+            s.received += io.consumer.messages;
+            s.delivered += io.consumer.messages;
+            s.messages_in += io.consumer.messages;
+            s.bytes_in += io.consumer.bytes;
         }
         s.outbox = sh.outbox.len();
         s.kernel_recv_queue = crate::socket::recv_queue(&sh.probe);
@@ -598,14 +606,7 @@ impl WebSocket {
                 ws,
                 write_pending: false,
                 fatal: None,
-                direct_ok: false,
-                direct_frames: 0,
-                direct_bytes: 0,
-                watching: false,
-                direct_idle: false,
-                partial: false,
-                standing_back: false,
-                handoff: None,
+                consumer: ConsumerReads::default(),
             }),
             outbox: tx,
             poller,
@@ -1053,7 +1054,7 @@ struct IoThread {
     unpin: Slab,
     /// The peer's close frame had a code the protocol does not allow.
     bad_close: bool,
-    /// `Io::direct_frames` as of the last turn.
+    /// `ConsumerReads::messages` as of the last turn.
     seen_frames: u64,
     /// The inbox's count of messages taken, as of the last turn.
     seen_taken: u64,
@@ -1136,7 +1137,7 @@ impl IoThread {
             e => log::debug!("connection ended: {e}"),
         }
         // No consumer reads the socket past the end.
-        sh.lock_io().direct_ok = false;
+        sh.lock_io().consumer.allowed = false;
         if ended.owed_close.is_none() {
             // Before `recv` can report the end, so that a send after it fails.
             sh.ended.store(true, Ordering::Release);
@@ -1221,9 +1222,9 @@ impl IoThread {
         if let Some(e) = io.fatal.take() {
             return Err(self.end_with(e));
         }
-        let consumer_read = io.direct_frames != self.seen_frames;
+        let consumer_read = io.consumer.messages != self.seen_frames;
         if consumer_read {
-            self.seen_frames = io.direct_frames;
+            self.seen_frames = io.consumer.messages;
             // Any frame is a sign of life.
             self.pong_deadline = None;
         }
@@ -1236,26 +1237,26 @@ impl IoThread {
         }
         // A consumer that keeps taking messages reads the socket itself once
         // the inbox is empty: reading ahead for it only costs a hand-over.
-        let stand_back = (consumer_keeps_up || io.watching)
+        let stand_back = (consumer_keeps_up || io.consumer.watching)
             && self.shared.inbox.allows_direct()
             && !self.close_sent
-            && !io.direct_idle
-            && io.handoff.is_none()
+            && !io.consumer.idle
+            && io.consumer.handoff.is_none()
             && self.pending.is_empty();
-        io.standing_back = stand_back;
+        io.consumer.standing_back = stand_back;
         let more = if stand_back {
             false
         } else {
             // From here the consumer must show again that it runs dry, and
             // what it left of a message is this thread's to finish.
-            io.direct_idle = false;
-            io.partial = false;
+            io.consumer.idle = false;
+            io.consumer.partial = false;
             self.read_side(&mut io)?
         };
-        io.direct_ok = self.shared.inbox.allows_direct()
+        io.consumer.allowed = self.shared.inbox.allows_direct()
             && self.pending.is_empty()
             && !self.close_sent
-            && io.handoff.is_none();
+            && io.consumer.handoff.is_none();
         let interest = (self.pending.is_empty() && !stand_back, io.write_pending);
         if interest != self.interest {
             let tcp = io.ws.get_ref().tcp();
@@ -1360,7 +1361,7 @@ impl IoThread {
         }
         let mut flush = false;
         let mut more = false;
-        let mut next = match io.handoff.take() {
+        let mut next = match io.consumer.handoff.take() {
             Some(read) => self.take(read, &mut flush)?,
             None => Next::Read,
         };
