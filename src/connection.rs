@@ -1233,6 +1233,7 @@ impl IoThread {
         self.seen_taken = taken;
         self.write_side(&mut io)?;
         if !self.pending.is_empty() {
+            // What a full inbox held back goes first, before any read.
             self.push();
         }
         // A consumer that keeps taking messages reads the socket itself once
@@ -1356,7 +1357,8 @@ impl IoThread {
     /// Reads while the inbox takes messages. `Ok(true)`: stopped with data left
     /// in buffers the poller cannot see, so do not sleep.
     fn read_side(&mut self, io: &mut Io) -> std::result::Result<bool, Ended> {
-        if !self.pending.is_empty() && !self.push() {
+        if !self.pending.is_empty() {
+            // `turn` has just tried to push it: the inbox is still full.
             return Ok(false);
         }
         let mut flush = false;
