@@ -128,10 +128,22 @@ mod sys {
             events: libc::POLLIN,
             revents: 0,
         };
-        let ms = timeout.as_millis().clamp(1, libc::c_int::MAX as u128) as libc::c_int;
-        // SAFETY: one valid pollfd, and the count says one. An error or EINTR
-        // just ends the wait early; the caller looks again.
+        // SAFETY: one valid pollfd, and the count says one; the timespec is a
+        // live local. An error or EINTR just ends the wait early; the caller
+        // looks again.
+        #[cfg(target_os = "linux")]
         unsafe {
+            // ppoll: microseconds count here (a `recv_timeout` of 300 µs).
+            let ts = libc::timespec {
+                tv_sec: timeout.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
+                tv_nsec: timeout.subsec_nanos() as libc::c_long,
+            };
+            libc::ppoll(&mut fd, 1, &ts, std::ptr::null());
+        }
+        #[cfg(not(target_os = "linux"))]
+        // SAFETY: as above.
+        unsafe {
+            let ms = timeout.as_millis().clamp(1, libc::c_int::MAX as u128) as libc::c_int;
             libc::poll(&mut fd, 1, ms);
         }
     }
