@@ -17,12 +17,13 @@
 //! others are timing-sensitive (keepalive).
 mod common;
 
-use std::io::{self, ErrorKind as IoKind, Read, Write};
+use std::io::{ErrorKind as IoKind, Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use common::raw::{self, Saw};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use wsapp::{Client, Error, ErrorKind, Message, WebSocket};
@@ -622,101 +623,6 @@ fn fast_consumer_keepalive_has_no_false_timeout() {
 // ---------------------------------------------------------------------------
 // Raw frames for the fault cases (no tungstenite on the server's write side).
 
-/// A correct upgrade, by hand.
-fn raw_handshake(tcp: &mut TcpStream) -> io::Result<()> {
-    let head = common::read_request_head(tcp)?;
-    let key = head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.trim()
-                .eq_ignore_ascii_case("sec-websocket-key")
-                .then(|| value.trim().to_string())
-        })
-        .ok_or_else(|| io::Error::other("no Sec-WebSocket-Key"))?;
-    let reply = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {}\r\n\r\n",
-        tungstenite::handshake::derive_accept_key(key.as_bytes())
-    );
-    tcp.write_all(reply.as_bytes())
-}
-
-/// Appends an unmasked frame (payload under 64 KiB); `first` is FIN|RSV|opcode.
-fn push_frame(out: &mut Vec<u8>, first: u8, payload: &[u8]) {
-    out.push(first);
-    if payload.len() < 126 {
-        out.push(payload.len() as u8);
-    } else {
-        out.push(126);
-        out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    }
-    out.extend_from_slice(payload);
-}
-
-/// What the server got back after the fault.
-#[derive(Debug, Clone, PartialEq)]
-enum Saw {
-    Close(Option<u16>),
-    Eof,
-    Nothing,
-}
-
-/// Reads the client's (masked) frames until a close frame, EOF or `within`.
-fn read_client_close(tcp: &mut TcpStream, within: Duration) -> Saw {
-    let end = Instant::now() + within;
-    let mut buf: Vec<u8> = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        while buf.len() >= 2 {
-            let opcode = buf[0] & 0x0F;
-            let masked = buf[1] & 0x80 != 0;
-            let (len, mut at) = match buf[1] & 0x7F {
-                126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
-                127 if buf.len() >= 10 => (
-                    u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize,
-                    10,
-                ),
-                126 | 127 => break,
-                n => (n as usize, 2),
-            };
-            let key_at = at;
-            if masked {
-                at += 4;
-            }
-            if buf.len() < at + len {
-                break;
-            }
-            let mut payload = buf[at..at + len].to_vec();
-            if masked {
-                let key: [u8; 4] = buf[key_at..key_at + 4].try_into().unwrap();
-                for (i, b) in payload.iter_mut().enumerate() {
-                    *b ^= key[i % 4];
-                }
-            }
-            buf.drain(..at + len);
-            if opcode == 0x8 {
-                return Saw::Close(
-                    (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]])),
-                );
-            }
-        }
-        let left = end.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Saw::Nothing;
-        }
-        let _ = tcp.set_read_timeout(Some(left));
-        match tcp.read(&mut chunk) {
-            Ok(0) => return Saw::Eof,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if matches!(e.kind(), IoKind::WouldBlock | IoKind::TimedOut) => {
-                return Saw::Nothing
-            }
-            Err(_) => return Saw::Eof,
-        }
-    }
-}
-
 /// Runs a raw server that upgrades, writes `good` numbered binary frames of
 /// 8 bytes then `fault`, and reports what the client sent back; the client
 /// (from `configure`) reads with `recv` in a tight loop. Returns the messages'
@@ -730,18 +636,18 @@ fn good_then_fault(
     let tx = Arc::new(Mutex::new(tx));
     let server = common::serve(move |mut tcp| {
         let tx = tx.lock().unwrap().clone();
-        if raw_handshake(&mut tcp).is_err() {
+        if raw::handshake(&mut tcp).is_err() {
             let _ = tx.send(Saw::Nothing);
             return;
         }
         let mut out = Vec::with_capacity(good as usize * 10 + fault.len());
         for i in 0..good {
-            push_frame(&mut out, 0x80 | 0x2, &i.to_be_bytes());
+            out.extend(raw::frame(0x80 | 0x2, &i.to_be_bytes()));
         }
         out.extend_from_slice(&fault);
         // The client may hang up before it has read everything: that is fine.
         let _ = tcp.write_all(&out);
-        let _ = tx.send(read_client_close(&mut tcp, Duration::from_secs(5)));
+        let _ = tx.send(raw::read_client_close(&mut tcp, Duration::from_secs(5)));
     });
     let ws = Arc::new(
         configure(Client::new(server.url()).close_timeout(Duration::from_secs(2)))
@@ -787,7 +693,7 @@ fn fast_consumer_protocol_error_after_good_messages() {
     const GOOD: u64 = 10_000;
     // A data frame with reserved opcode 0x3.
     let mut fault = Vec::new();
-    push_frame(&mut fault, 0x80 | 0x3, b"op3");
+    fault.extend(raw::frame(0x80 | 0x3, b"op3"));
     let (got, first, second, saw) = good_then_fault(GOOD, fault, |c| c);
     assert_eq!(got, GOOD, "every good message before the error");
     assert_eq!(first.kind(), ErrorKind::Protocol, "{first} / {first:?}");
@@ -807,7 +713,7 @@ fn fast_consumer_rsv_bits_error_after_good_messages() {
     const GOOD: u64 = 10_000;
     // A text frame with RSV1 set and no extension negotiated.
     let mut fault = Vec::new();
-    push_frame(&mut fault, 0x80 | 0x40 | 0x1, b"rsv1");
+    fault.extend(raw::frame(0x80 | 0x40 | 0x1, b"rsv1"));
     let (got, first, second, saw) = good_then_fault(GOOD, fault, |c| c);
     assert_eq!(got, GOOD, "every good message before the error");
     assert_eq!(first.kind(), ErrorKind::Protocol, "{first} / {first:?}");

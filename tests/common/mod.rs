@@ -9,6 +9,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod peers;
+pub mod raw;
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
