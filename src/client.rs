@@ -15,7 +15,8 @@ use crate::handshake::HandshakeOptions;
 use crate::proxy::Proxy;
 use crate::queue::{FilterFn, Inbox, Overflow};
 use crate::socket::SocketOptions;
-use crate::tls::{Stream, TlsOptions};
+use crate::stream::Stream;
+use crate::tls::TlsOptions;
 use crate::{Bytes, Message, Response};
 
 /// What "no limit" means for message and frame sizes: the most memory can

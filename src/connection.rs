@@ -26,7 +26,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use crate::error::{Error, Phase, Result, TrySendError};
 use crate::queue::{payload_len, Direct, Inbox, Item, Reader};
 use crate::stats::{Counters, Stats};
-use crate::tls::Stream;
+use crate::stream::Stream;
 use crate::{Bytes, CloseFrame, Message, Response, Utf8Bytes};
 
 /// What the I/O thread needs from the builder.

@@ -13,7 +13,8 @@ use tungstenite::http::{HeaderName, HeaderValue};
 use tungstenite::protocol::WebSocketConfig;
 
 use crate::error::{Error, Phase, Result};
-use crate::tls::{set_timeouts, Stream};
+use crate::stream::Stream;
+use crate::tls::set_timeouts;
 use crate::url::Target;
 
 /// What goes into the upgrade request besides the URL.

@@ -11,6 +11,7 @@ mod proxy;
 mod queue;
 mod socket;
 mod stats;
+mod stream;
 mod tls;
 mod url;
 
