@@ -2,7 +2,7 @@
 //! one-thread tungstenite read loop, in the same run, against the same server.
 //!
 //! `cargo run --release --example bench [-- --runs 5 --quick]`
-//! (`--only wsapp|app|tungstenite SIZE COUNT` runs one client alone; with
+//! (`--only wsapp|app|app:POLICY|tungstenite SIZE COUNT` runs one client alone; with
 //! `BENCH_STATS=1` the wsapp run prints its `Stats` line at the end.)
 //!
 //! The server runs in a child process (this binary with `--serve`), so the
@@ -290,6 +290,7 @@ fn main() {
         let r = match args[i + 1].as_str() {
             "wsapp" => wsapp_flood(port, size, count),
             "app" => app_flood(port, size, count, "block"),
+            s if s.starts_with("app:") => app_flood(port, size, count, &s[4..]),
             _ => tungstenite_flood(port, size, count),
         };
         println!(

@@ -3,6 +3,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod app;
+mod backoff;
 mod client;
 mod connection;
 mod error;
@@ -21,7 +22,7 @@ pub use connection::{Incoming, Sender, WebSocket};
 pub use error::{Error, ErrorKind, Phase, Response, Result, TrySendError};
 pub use proxy::Proxy;
 pub use queue::Overflow;
-pub use stats::{Drops, Stats};
+pub use stats::{Drops, Reader, Stats};
 pub use tungstenite::protocol::frame::coding::CloseCode;
 pub use tungstenite::protocol::frame::{CloseFrame, Utf8Bytes};
 pub use tungstenite::{Bytes, Message};

@@ -10,10 +10,11 @@
 //! (conflation), which a channel cannot do. The producer takes the lock once per
 //! batch of messages, and wakes the consumer only when it sleeps.
 //!
-//! Under `Block` without a filter, a consumer that finds the inbox empty may
-//! read the next message itself through the connection's [`Reader`]: handing
-//! a message to another thread costs more than reading it, and with nothing
-//! queued there is no order to keep.
+//! A plain bounded queue: `push_batch` (the I/O thread), `try_pop` and
+//! `pop_deadline` (consumers), with no calls back into `connection`. Whether
+//! a consumer reads the socket itself when the inbox is empty is decided in
+//! `connection` (`direct`, `reading`); the inbox only says whether its
+//! policy allows it ([`Inbox::allows_direct`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -21,6 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::backoff::Backoff;
 use crate::error::{Error, Result};
 use crate::stats::{Drops, Stats, WaitHistogram};
 use crate::Message;
@@ -234,38 +236,6 @@ impl fmt::Debug for Inbox {
             .finish()
     }
 }
-
-/// What a consumer's own read of the socket gave.
-pub(crate) enum Direct {
-    Message(Message),
-    /// The socket has nothing now.
-    Empty,
-    /// Messages were queued meanwhile: take those first.
-    Queued,
-    /// The reader does not allow it now (it holds messages back, a close is
-    /// under way, or it has something of its own to handle first).
-    Unavailable,
-}
-
-/// The connection's side of a consumer's own reads (it owns the socket).
-pub(crate) trait Reader {
-    /// Reads one message, if the connection allows it now and nothing is
-    /// queued. It counts what it reads; the inbox never sees those messages.
-    fn read(&self) -> Direct;
-    /// Waits, holding no lock while it waits, until the socket may be
-    /// readable or `timeout` passes.
-    fn watch(&self, timeout: Duration);
-    /// The consumer stops watching the socket and sleeps: the I/O thread
-    /// watches it again.
-    fn idle(&self);
-}
-
-/// A consumer that found the socket empty watches it this long before it
-/// hands the watch back to the I/O thread and sleeps: a message that comes
-/// sooner then costs no thread hand-over (the kernel wakes the consumer, as
-/// it would wake a one-thread reader), and a quiet connection costs one
-/// hand-over per quiet spell.
-const WATCH: Duration = Duration::from_millis(2);
 
 /// How long a consumer spins (yielding) before it sleeps, while the reader
 /// waits for the network: a sleeping consumer costs a wake-up of tens of
@@ -540,45 +510,11 @@ impl Inbox {
         Some(item)
     }
 
-    /// Takes the next message, waiting until `deadline` (`None`: forever).
-    /// `Ok(None)`: the deadline passed. `Err`: the connection has ended and
-    /// everything queued was delivered.
-    ///
-    /// When [`allows_direct`](Inbox::allows_direct), `reader` reads the next
-    /// message from the socket while the inbox is empty, under the consumers'
-    /// lock, so that no queued message can be overtaken.
+    /// Takes the next message if one is queued. `Ok(None)`: none is.
+    /// `Err`: the connection has ended and everything queued was delivered.
     #[inline(always)]
-    pub(crate) fn pop(
-        &self,
-        deadline: Option<Instant>,
-        reader: &impl Reader,
-    ) -> Result<Option<Message>> {
-        let mut spun = false;
-        // Until when this call may watch the socket (set when it first finds it empty).
-        let mut watch_until: Option<Instant> = None;
+    pub(crate) fn try_pop(&self) -> Result<Option<Message>> {
         loop {
-            if self.direct && self.is_empty() {
-                // Only the connection's lock: the reader checks again under it
-                // that nothing is queued. Never under the state lock, which the
-                // producer takes while it holds the connection's.
-                match reader.read() {
-                    Direct::Message(msg) => return Ok(Some(msg)),
-                    Direct::Queued | Direct::Unavailable => {}
-                    Direct::Empty => {
-                        // Watching takes the place of spinning. A large message
-                        // may take several watches to arrive whole.
-                        let now = Instant::now();
-                        let until = *watch_until.get_or_insert(now + WATCH);
-                        let until = deadline.map_or(until, |d| d.min(until));
-                        spun = true;
-                        if until > now {
-                            reader.watch(until - now);
-                            continue;
-                        }
-                        reader.idle();
-                    }
-                }
-            }
             let mut front = self.lock_front();
             if let Some(item) = front.items.pop_front() {
                 front.delivered += 1;
@@ -595,42 +531,61 @@ impl Inbox {
                 return Ok(Some(item.msg));
             }
             let mut st = self.lock();
-            if !st.items.is_empty() {
-                let mut bytes = 0;
-                if matches!(self.policy, Overflow::Block | Overflow::DropNewest) {
-                    // These policies only count what is queued: take it all at once.
-                    std::mem::swap(&mut front.items, &mut st.items);
-                    bytes = std::mem::take(&mut st.bytes);
-                    st.front_seq = st.next_seq;
-                } else {
-                    while front.items.len() < PREFETCH {
-                        let Some(item) = self.take_front(&mut st) else {
-                            break;
-                        };
-                        bytes += item.size;
-                        front.items.push_back(item);
+            if st.items.is_empty() {
+                drop(front);
+                return match &mut st.end {
+                    End::Open => Ok(None),
+                    End::Ended(error, seen) => {
+                        let first = !std::mem::replace(seen, true);
+                        let error = error.duplicate();
+                        drop(st);
+                        if first {
+                            // The I/O thread may be waiting for this (see `end_seen`).
+                            (self.resume)();
+                        }
+                        Err(error)
                     }
+                };
+            }
+            let mut bytes = 0;
+            if matches!(self.policy, Overflow::Block | Overflow::DropNewest) {
+                // These policies only count what is queued: take it all at once.
+                std::mem::swap(&mut front.items, &mut st.items);
+                bytes = std::mem::take(&mut st.bytes);
+                st.front_seq = st.next_seq;
+            } else {
+                while front.items.len() < PREFETCH {
+                    let Some(item) = self.take_front(&mut st) else {
+                        break;
+                    };
+                    bytes += item.size;
+                    front.items.push_back(item);
                 }
-                self.front_bytes.fetch_add(bytes, Ordering::AcqRel);
-                self.front_len.store(front.items.len(), Ordering::Release);
-                self.shared_len.store(st.items.len(), Ordering::Release);
+            }
+            self.front_bytes.fetch_add(bytes, Ordering::AcqRel);
+            self.front_len.store(front.items.len(), Ordering::Release);
+            self.shared_len.store(st.items.len(), Ordering::Release);
+        }
+    }
+
+    /// Takes the next message, waiting until `deadline` (`None`: forever):
+    /// try, spin a little while the reader waits for the network, park.
+    /// `Ok(None)`: the deadline passed. `Err`: as [`try_pop`](Inbox::try_pop).
+    #[inline(always)]
+    pub(crate) fn pop_deadline(&self, deadline: Option<Instant>) -> Result<Option<Message>> {
+        let mut spin = Backoff::new(SPIN, deadline);
+        loop {
+            if let Some(msg) = self.try_pop()? {
+                return Ok(Some(msg));
+            }
+            // A busy reader's batch comes with a wake-up; spinning would
+            // only take CPU from it.
+            if !self.reader_busy.load(Ordering::Relaxed) && spin.left().is_some() {
+                spin.spin();
                 continue;
             }
-            drop(front);
-            if let End::Ended(error, seen) = &mut st.end {
-                let first = !std::mem::replace(seen, true);
-                let error = error.duplicate();
-                drop(st);
-                if first {
-                    // The I/O thread may be waiting for this (see `end_seen`).
-                    (self.resume)();
-                }
-                return Err(error);
-            }
-            if !spun {
-                spun = true;
-                drop(st);
-                self.spin(deadline);
+            let mut st = self.lock();
+            if !st.items.is_empty() || matches!(st.end, End::Ended(..)) {
                 continue;
             }
             let now = Instant::now();
@@ -669,38 +624,9 @@ impl Inbox {
         (self.resume)();
     }
 
-    /// Spins (yielding the CPU) for a short while, while the inbox is empty and
-    /// the reader waits for the network, so that a message that arrives soon
-    /// (a reply, say) reaches `recv` without a wake-up. While the reader is busy
-    /// the consumer sleeps at once: its batch comes with a wake-up, and spinning
-    /// would only take CPU from it.
-    fn spin(&self, deadline: Option<Instant>) {
-        if !self.is_empty() || self.reader_busy.load(Ordering::Relaxed) {
-            return;
-        }
-        let start = Instant::now();
-        let limit = deadline.map_or(start + SPIN, |d| d.min(start + SPIN));
-        let mut i = 0u32;
-        while self.is_empty() {
-            i += 1;
-            if i % 16 == 0 {
-                if Instant::now() >= limit || self.ended() {
-                    return;
-                }
-                std::thread::yield_now();
-            } else {
-                std::hint::spin_loop();
-            }
-        }
-    }
-
     /// The reader says whether it is busy (`true`) or waiting for the network.
     pub(crate) fn set_reader_busy(&self, busy: bool) {
         self.reader_busy.store(busy, Ordering::Relaxed);
-    }
-
-    fn ended(&self) -> bool {
-        matches!(self.lock().end, End::Ended(..))
     }
 
     /// Whether a consumer has received the end: everything before it was handled.
@@ -790,15 +716,6 @@ impl Inbox {
 mod tests {
     use super::*;
 
-    struct NoReader;
-    impl Reader for NoReader {
-        fn read(&self) -> Direct {
-            Direct::Unavailable
-        }
-        fn watch(&self, _: Duration) {}
-        fn idle(&self) {}
-    }
-
     fn inbox(cap: usize, policy: Overflow) -> (Arc<Inbox>, Arc<AtomicBool>) {
         let woke = Arc::new(AtomicBool::new(false));
         let w = woke.clone();
@@ -820,7 +737,7 @@ mod tests {
 
     fn drain(q: &Inbox) -> Vec<String> {
         let mut out = vec![];
-        while let Ok(Some(m)) = q.pop(Some(Instant::now()), &NoReader) {
+        while let Ok(Some(m)) = q.try_pop() {
             out.push(m.into_text().unwrap().to_string());
         }
         out
@@ -843,12 +760,12 @@ mod tests {
         assert_eq!(pending.len(), 2);
         assert!(q.is_paused());
         check_identity(&q);
-        q.pop(None, &NoReader).unwrap();
+        q.pop_deadline(None).unwrap();
         assert!(
             q.is_paused() && !woke.load(Ordering::SeqCst),
             "no flapping above low water"
         );
-        q.pop(None, &NoReader).unwrap();
+        q.pop_deadline(None).unwrap();
         assert!(!q.is_paused() && woke.load(Ordering::SeqCst));
         let mut pending = pending;
         assert!(q.push_batch(&mut pending, 0));
@@ -928,9 +845,9 @@ mod tests {
         let mut left: VecDeque<Item> = q.classify(Message::text("2")).into_iter().collect();
         q.finish(&mut left, Error::Closed(None));
         assert_eq!(drain(&q), ["1", "2"]);
-        assert!(q.pop(None, &NoReader).unwrap_err().is_closed());
+        assert!(q.pop_deadline(None).unwrap_err().is_closed());
         assert!(
-            q.pop(None, &NoReader).unwrap_err().is_closed(),
+            q.pop_deadline(None).unwrap_err().is_closed(),
             "the end repeats"
         );
     }
@@ -940,13 +857,13 @@ mod tests {
         let (q, _) = inbox(8, Overflow::Block);
         let t = Instant::now();
         assert!(q
-            .pop(Some(t + Duration::from_millis(20)), &NoReader)
+            .pop_deadline(Some(t + Duration::from_millis(20)))
             .unwrap()
             .is_none());
         assert!(t.elapsed() >= Duration::from_millis(20));
         let q2 = q.clone();
         let h = std::thread::spawn(move || {
-            q2.pop(Some(Instant::now() + Duration::from_secs(10)), &NoReader)
+            q2.pop_deadline(Some(Instant::now() + Duration::from_secs(10)))
         });
         std::thread::sleep(Duration::from_millis(30));
         push(&q, &["x"]);

@@ -89,6 +89,8 @@ pub struct Stats {
     pub queue_capacity_bytes: usize,
     /// Whether the I/O thread has stopped reading because the inbox is full.
     pub paused: bool,
+    /// Who reads the socket now.
+    pub reader: Reader,
     /// How many times reading was paused.
     pub pause_count: u64,
     /// How long reading has been paused in all.
@@ -107,6 +109,44 @@ pub struct Stats {
     pub recv_buffer_size: Option<usize>,
     /// Effective `SO_SNDBUF` as the kernel reports it.
     pub send_buffer_size: Option<usize>,
+}
+
+/// Who reads the socket at the moment of a [`Stats`] snapshot.
+///
+/// # Examples
+///
+/// ```no_run
+/// # let ws = wsapp::connect("ws://127.0.0.1:9001/")?;
+/// if ws.stats().reader == wsapp::Reader::HeldBack {
+///     println!("the inbox is full: the server is being slowed down");
+/// }
+/// # Ok::<(), wsapp::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Reader {
+    /// The I/O thread reads ahead into the inbox.
+    #[default]
+    IoThread,
+    /// A consumer (`recv`, the app's dispatcher) reads the socket itself
+    /// (under [`Overflow::Block`](crate::Overflow::Block), while it keeps up).
+    Consumer,
+    /// Nobody: the inbox is full and the I/O thread holds back what it read.
+    /// Pings behind the held-back data wait too, and so does the pong deadline.
+    HeldBack,
+    /// Nobody: the connection has ended.
+    Ended,
+}
+
+impl fmt::Display for Reader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Reader::IoThread => "io-thread",
+            Reader::Consumer => "consumer",
+            Reader::HeldBack => "held-back",
+            Reader::Ended => "ended",
+        })
+    }
 }
 
 impl fmt::Display for Stats {

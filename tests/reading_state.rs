@@ -139,7 +139,10 @@ fn slow_closer(delay: Duration) -> common::Server {
         }
         if let Saw::Close(code) = read_client_close(&mut tcp, Duration::from_secs(10)) {
             std::thread::sleep(delay);
-            let _ = tcp.write_all(&frame(FIN | CLOSE, &close_payload(code.unwrap_or(1000), b"")));
+            let _ = tcp.write_all(&frame(
+                FIN | CLOSE,
+                &close_payload(code.unwrap_or(1000), b""),
+            ));
         }
     })
 }

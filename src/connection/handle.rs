@@ -1,0 +1,803 @@
+//! The public handles: [`Sender`] (send from any thread, start a close,
+//! stats) and [`WebSocket`] (receive, close and wait, the upgrade's facts).
+//!
+//! They never read the socket themselves except through `direct` (a
+//! consumer's own reads) and the direct write in `Sender::try_direct`.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, TryLockError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel as channel;
+use polling::{Event, PollMode, Poller};
+use tungstenite::protocol::frame::coding::CloseCode;
+
+use super::io_thread::IoThread;
+use super::{would_block, Flavor, Io, IoOptions, Shared};
+use crate::error::{Error, Phase, Result, TrySendError};
+use crate::queue::{payload_len, Inbox};
+use crate::stats::{Counters, Stats};
+use crate::stream::Stream;
+use crate::{Bytes, CloseFrame, Message, Response, Utf8Bytes};
+
+static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
+
+/// A cloneable handle that sends on a connection from any thread.
+///
+/// It works while another thread is blocked in [`WebSocket::recv`]. A message
+/// is written directly when the socket is free and nothing is queued before it;
+/// otherwise it goes to the bounded outbox and the I/O thread writes it.
+///
+/// # Examples
+///
+/// ```no_run
+/// let ws = wsapp::connect("ws://127.0.0.1:9001/")?;
+/// let tx = ws.sender();
+/// std::thread::spawn(move || tx.send_text("from another thread"));
+/// let reply = ws.recv()?;
+/// # Ok::<(), wsapp::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Sender {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender")
+            .field("closing", &self.shared.closing.load(Ordering::Relaxed))
+            .field("outbox", &self.shared.outbox.len())
+            .finish()
+    }
+}
+
+impl Sender {
+    fn check_open(&self) -> Result<()> {
+        if self.shared.closing.load(Ordering::Acquire) || self.shared.ended.load(Ordering::Acquire)
+        {
+            return Err(Error::Closed(None));
+        }
+        Ok(())
+    }
+
+    /// Writes `msg` now if the socket is free and nothing is queued ahead of it.
+    /// `Ok(Err(msg))`: not written, queue it.
+    fn try_direct(&self, msg: Message) -> Result<std::result::Result<(), Message>> {
+        let mut io = match self.shared.io.try_lock() {
+            Ok(io) => io,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return Ok(Err(msg)),
+        };
+        // The I/O thread takes from the outbox only under this lock, so an empty
+        // outbox now means no message sent earlier is still waiting.
+        if io.write_pending || io.fatal.is_some() || !self.shared.outbox.is_empty() {
+            return Ok(Err(msg));
+        }
+        let len = payload_len(&msg);
+        // A full socket is no failure: tungstenite keeps the frame, and the
+        // I/O thread finishes the write.
+        let res = match io.ws.write(msg) {
+            Err(e) if would_block(&e) => Ok(()),
+            other => other,
+        }
+        .and_then(|()| io.flush());
+        match res {
+            Ok(()) => {
+                self.shared.counters.count_out(len);
+                if io.write_pending {
+                    drop(io);
+                    self.shared.wake();
+                }
+                Ok(Ok(()))
+            }
+            Err(e) => {
+                let err = Error::from_ws(e);
+                let reply = Error::ConnectionLost(io::Error::other(err.to_string()));
+                io.fatal = Some(err);
+                drop(io);
+                self.shared.wake();
+                Err(reply)
+            }
+        }
+    }
+
+    /// Sends a message, waiting for room in the outbox if it is full.
+    ///
+    /// A `Message::Close` is the same as [`close`](Sender::close).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] once the connection is closing or closed.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let ws = wsapp::connect("ws://127.0.0.1:9001/")?;
+    /// ws.sender().send(wsapp::Message::binary(vec![1, 2, 3]))?;
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn send(&self, msg: Message) -> Result<()> {
+        if let Message::Close(frame) = msg {
+            return self.close_frame(frame);
+        }
+        self.check_open()?;
+        let Err(msg) = self.try_direct(msg)? else {
+            return Ok(());
+        };
+        self.shared
+            .outbox
+            .send(msg)
+            .map_err(|_| Error::Closed(None))?;
+        self.shared.wake();
+        Ok(())
+    }
+
+    /// Sends a message, waiting at most `timeout` for room in the outbox.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`]`(`[`Phase::Send`]`)` if the outbox stayed full;
+    /// [`Error::Closed`] once the connection is closing or closed.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let ws = wsapp::connect("ws://127.0.0.1:9001/")?;
+    /// use std::time::Duration;
+    /// ws.sender().send_timeout(wsapp::Message::text("hi"), Duration::from_secs(1))?;
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn send_timeout(&self, msg: Message, timeout: Duration) -> Result<()> {
+        if let Message::Close(frame) = msg {
+            return self.close_frame(frame);
+        }
+        self.check_open()?;
+        let Err(msg) = self.try_direct(msg)? else {
+            return Ok(());
+        };
+        match self.shared.outbox.send_timeout(msg, timeout) {
+            Ok(()) => {
+                self.shared.wake();
+                Ok(())
+            }
+            Err(channel::SendTimeoutError::Timeout(_)) => Err(Error::Timeout(Phase::Send)),
+            Err(channel::SendTimeoutError::Disconnected(_)) => Err(Error::Closed(None)),
+        }
+    }
+
+    /// Sends a message if that can be done without waiting.
+    ///
+    /// # Errors
+    ///
+    /// Hands the message back in [`TrySendError::Full`] when the outbox is full,
+    /// and in [`TrySendError::Closed`] when the connection is closing or closed
+    /// (also when a direct write failed).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let ws = wsapp::connect("ws://127.0.0.1:9001/")?;
+    /// if let Err(e) = ws.sender().try_send(wsapp::Message::text("tick")) {
+    ///     let unsent = e.into_inner();
+    ///     # let _ = unsent;
+    /// }
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn try_send(&self, msg: Message) -> std::result::Result<(), TrySendError> {
+        if self.check_open().is_err() {
+            return Err(TrySendError::Closed(msg));
+        }
+        if let Message::Close(frame) = msg {
+            return self
+                .close_frame(frame.clone())
+                .map_err(|_| TrySendError::Closed(Message::Close(frame)));
+        }
+        let copy = msg.clone(); // cheap: payloads are reference-counted
+        let msg = match self.try_direct(msg) {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(msg)) => msg,
+            Err(_) => return Err(TrySendError::Closed(copy)),
+        };
+        match self.shared.outbox.try_send(msg) {
+            Ok(()) => {
+                self.shared.wake();
+                Ok(())
+            }
+            Err(channel::TrySendError::Full(m)) => Err(TrySendError::Full(m)),
+            Err(channel::TrySendError::Disconnected(m)) => Err(TrySendError::Closed(m)),
+        }
+    }
+
+    /// Sends a text message.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Sender::send).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let ws = wsapp::connect("ws://127.0.0.1:9001/")?;
+    /// ws.sender().send_text("hello")?;
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn send_text(&self, text: impl Into<Utf8Bytes>) -> Result<()> {
+        self.send(Message::Text(text.into()))
+    }
+
+    /// Sends a binary message.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Sender::send).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let ws = wsapp::connect("ws://127.0.0.1:9001/")?;
+    /// ws.sender().send_binary(vec![0u8, 1, 2])?;
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn send_binary(&self, data: impl Into<Bytes>) -> Result<()> {
+        self.send(Message::Binary(data.into()))
+    }
+
+    /// Sends a ping; the server's pong arrives as `Message::Pong`.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Sender::send).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let ws = wsapp::connect("ws://127.0.0.1:9001/")?;
+    /// ws.sender().ping(&b"are you there"[..])?;
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn ping(&self, payload: impl Into<Bytes>) -> Result<()> {
+        self.send(Message::Ping(payload.into()))
+    }
+
+    /// Starts the close handshake and returns at once; messages sent before it
+    /// are written first. The I/O thread waits for the server's close frame up
+    /// to the close timeout, then shuts the socket. A second call does nothing.
+    ///
+    /// # Errors
+    ///
+    /// None today; the `Result` leaves room for validation.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let ws = wsapp::connect("ws://127.0.0.1:9001/")?;
+    /// ws.sender().close(1000, "bye")?;
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn close(&self, code: u16, reason: &str) -> Result<()> {
+        self.close_frame(Some(CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        }))
+    }
+
+    fn close_frame(&self, frame: Option<CloseFrame>) -> Result<()> {
+        let mut req = self
+            .shared
+            .close_request
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if req.is_none() && !self.shared.ended.load(Ordering::Acquire) {
+            *req = Some(frame);
+            self.shared.closing.store(true, Ordering::Release);
+            drop(req);
+            self.shared.wake();
+        }
+        Ok(())
+    }
+
+    /// Whether a close has started or the connection has ended.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let ws = wsapp::connect("ws://127.0.0.1:9001/")?;
+    /// assert!(!ws.sender().is_closed());
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        self.check_open().is_err()
+    }
+
+    /// A snapshot of the connection's buffers and counters.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let ws = wsapp::connect("ws://127.0.0.1:9001/")?;
+    /// println!("{}", ws.sender().stats());
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn stats(&self) -> Stats {
+        let sh = &self.shared;
+        let mut s = Stats::default();
+        sh.counters.fill(&mut s);
+        sh.inbox.fill(&mut s);
+        {
+            // What consumers read themselves never passed the inbox.
+            let io = sh.lock_io();
+            s.read_by_consumer = io.direct_messages;
+            s.received += io.direct_messages;
+            s.delivered += io.direct_messages;
+            s.messages_in += io.direct_messages;
+            s.bytes_in += io.direct_bytes;
+            s.reader = io.reading.reader();
+        }
+        s.outbox = sh.outbox.len();
+        s.kernel_recv_queue = crate::socket::recv_queue(&sh.probe);
+        (s.recv_buffer_size, s.send_buffer_size) = crate::socket::buffer_sizes(&sh.probe);
+        s
+    }
+}
+
+/// A blocking WebSocket connection: receive on one thread, send from any.
+///
+/// An I/O thread (`wsapp-io-N`) owns the socket. It reads messages into a
+/// bounded inbox under the client's [`Overflow`](crate::Overflow) policy, writes
+/// what the outbox holds, answers pings at once and runs the close handshake.
+/// Dropping the `WebSocket` closes the connection and joins that thread.
+///
+/// # Examples
+///
+/// ```no_run
+/// let ws = wsapp::connect("ws://127.0.0.1:9001/")?;
+/// ws.send_text("hello")?;
+/// let reply = ws.recv()?;
+/// println!("{reply}");
+/// ws.close(1000, "done")?;
+/// # Ok::<(), wsapp::Error>(())
+/// ```
+pub struct WebSocket {
+    sender: Sender,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    response: Response,
+    protocol: Option<String>,
+    local_addr: SocketAddr,
+    peer_addr: SocketAddr,
+}
+
+impl std::fmt::Debug for WebSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocket")
+            .field("local_addr", &self.local_addr)
+            .field("peer_addr", &self.peer_addr)
+            .field("protocol", &self.protocol)
+            .field("closed", &self.sender.is_closed())
+            .finish()
+    }
+}
+
+impl WebSocket {
+    /// Takes over a handshaken tungstenite socket and starts its I/O thread.
+    pub(crate) fn start(
+        ws: tungstenite::WebSocket<Stream>,
+        response: Response,
+        opts: IoOptions,
+        make_inbox: impl FnOnce(Box<dyn Fn() + Send + Sync>) -> Inbox,
+    ) -> Result<WebSocket> {
+        let mut ws = ws;
+        ws.get_mut().clear_deadline();
+        let tcp = ws.get_ref().tcp();
+        tcp.set_nonblocking(true).map_err(Error::Io)?;
+        let local_addr = tcp.local_addr().map_err(Error::Io)?;
+        let peer_addr = tcp.peer_addr().map_err(Error::Io)?;
+        let probe = tcp.try_clone().map_err(Error::Io)?;
+        let poller = Arc::new(Poller::new().map_err(Error::Io)?);
+        // SAFETY: the socket stays open until the I/O thread deletes it from the
+        // poller: `Io` (which owns it) outlives the thread, and the thread deletes
+        // the registration before it returns.
+        #[allow(unsafe_code)]
+        unsafe {
+            poller
+                .add_with_mode(tcp, Event::readable(0), PollMode::Level)
+                .map_err(Error::Io)?;
+        }
+        let waker = poller.clone();
+        let inbox = make_inbox(Box::new(move || {
+            let _ = waker.notify();
+        }));
+        let (tx, rx) = channel::bounded(opts.outbox.max(1));
+        let protocol = crate::handshake::chosen_protocol(&response);
+        let shared = Arc::new(Shared {
+            io: Mutex::new(Io {
+                ws,
+                write_pending: false,
+                fatal: None,
+                reading: Default::default(),
+                direct_messages: 0,
+                direct_bytes: 0,
+            }),
+            outbox: tx,
+            poller,
+            flavor: if inbox.allows_direct() {
+                Flavor::Direct
+            } else {
+                Flavor::Queue
+            },
+            inbox,
+            counters: Counters::default(),
+            probe,
+            close_request: Mutex::new(None),
+            closing: AtomicBool::new(false),
+            ended: AtomicBool::new(false),
+        });
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let worker = IoThread::new(shared.clone(), rx, opts);
+        let thread = std::thread::Builder::new()
+            .name(format!("wsapp-io-{id}"))
+            .spawn(move || worker.run())
+            .map_err(Error::Io)?;
+        log::debug!("connection {id} open: {local_addr} -> {peer_addr}");
+        Ok(WebSocket {
+            sender: Sender { shared },
+            thread: Mutex::new(Some(thread)),
+            response,
+            protocol,
+            local_addr,
+            peer_addr,
+        })
+    }
+
+    /// Receives the next message, waiting as long as it takes.
+    ///
+    /// Text, binary, ping and pong messages arrive in wire order (pongs to
+    /// server pings are already sent by the I/O thread).
+    ///
+    /// # Errors
+    ///
+    /// Once the connection has ended and every queued message was received:
+    /// [`Error::Closed`] with the close frame after a close handshake (on every
+    /// later call too); [`Error::ConnectionLost`] if it ended without one; the
+    /// protocol, capacity or timeout error that ended it otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let ws = wsapp::connect("ws://127.0.0.1:9001/")?;
+    /// loop {
+    ///     match ws.recv() {
+    ///         Ok(msg) => println!("{msg}"),
+    ///         Err(e) if e.is_closed() => break,
+    ///         Err(e) => return Err(e),
+    ///     }
+    /// }
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn recv(&self) -> Result<Message> {
+        self.shared()
+            .recv(None)
+            .map(|m| m.expect("waits without a deadline"))
+    }
+
+    /// Receives the next message, waiting at most `timeout`. `Ok(None)`: nothing came.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](WebSocket::recv).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let ws = wsapp::connect("ws://127.0.0.1:9001/")?;
+    /// use std::time::Duration;
+    /// if let Some(msg) = ws.recv_timeout(Duration::from_millis(100))? {
+    ///     println!("{msg}");
+    /// }
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Option<Message>> {
+        self.recv_deadline(Instant::now() + timeout)
+    }
+
+    /// Receives the next message, waiting until `deadline`. `Ok(None)`: nothing came.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](WebSocket::recv).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let ws = wsapp::connect("ws://127.0.0.1:9001/")?;
+    /// let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    /// while let Some(msg) = ws.recv_deadline(deadline)? {
+    ///     println!("{msg}");
+    /// }
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn recv_deadline(&self, deadline: Instant) -> Result<Option<Message>> {
+        self.shared().recv(Some(deadline))
+    }
+
+    /// Receives a message if one is queued. `Ok(None)`: none is.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](WebSocket::recv).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let ws = wsapp::connect("ws://127.0.0.1:9001/")?;
+    /// while let Some(msg) = ws.try_recv()? {
+    ///     println!("{msg}");
+    /// }
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn try_recv(&self) -> Result<Option<Message>> {
+        self.shared().recv(Some(Instant::now()))
+    }
+
+    /// An iterator over received messages. It ends after a close handshake; any
+    /// other end is yielded once as an `Err`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let ws = wsapp::connect("ws://127.0.0.1:9001/")?;
+    /// for msg in ws.incoming() {
+    ///     println!("{}", msg?);
+    /// }
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn incoming(&self) -> Incoming<'_> {
+        Incoming {
+            ws: self,
+            done: false,
+        }
+    }
+
+    /// A cloneable handle for sending from other threads.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let ws = wsapp::connect("ws://127.0.0.1:9001/")?;
+    /// let tx = ws.sender();
+    /// std::thread::spawn(move || tx.send_text("hi"));
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn sender(&self) -> Sender {
+        self.sender.clone()
+    }
+
+    /// Sends a message. See [`Sender::send`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] once the connection is closing or closed.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let ws = wsapp::connect("ws://127.0.0.1:9001/")?;
+    /// ws.send(wsapp::Message::text("hi"))?;
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn send(&self, msg: Message) -> Result<()> {
+        self.sender.send(msg)
+    }
+
+    /// Sends without waiting. See [`Sender::try_send`].
+    ///
+    /// # Errors
+    ///
+    /// Hands the message back when the outbox is full or the connection closed.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let ws = wsapp::connect("ws://127.0.0.1:9001/")?;
+    /// let _ = ws.try_send(wsapp::Message::text("hi"));
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn try_send(&self, msg: Message) -> std::result::Result<(), TrySendError> {
+        self.sender.try_send(msg)
+    }
+
+    /// Sends a text message. See [`Sender::send_text`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] once the connection is closing or closed.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let ws = wsapp::connect("ws://127.0.0.1:9001/")?;
+    /// ws.send_text("hi")?;
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn send_text(&self, text: impl Into<Utf8Bytes>) -> Result<()> {
+        self.sender.send_text(text)
+    }
+
+    /// Sends a binary message. See [`Sender::send_binary`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] once the connection is closing or closed.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let ws = wsapp::connect("ws://127.0.0.1:9001/")?;
+    /// ws.send_binary(vec![1u8, 2, 3])?;
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn send_binary(&self, data: impl Into<Bytes>) -> Result<()> {
+        self.sender.send_binary(data)
+    }
+
+    /// Sends a ping. See [`Sender::ping`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] once the connection is closing or closed.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let ws = wsapp::connect("ws://127.0.0.1:9001/")?;
+    /// ws.ping(Vec::new())?;
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn ping(&self, payload: impl Into<Bytes>) -> Result<()> {
+        self.sender.ping(payload)
+    }
+
+    /// Closes the connection: sends a close frame with `code` and `reason`, waits
+    /// for the server's close frame up to the close timeout, then shuts the
+    /// socket and joins the I/O thread. Messages still queued can be received
+    /// afterwards; then `recv` returns [`Error::Closed`].
+    ///
+    /// With [`Overflow::Block`](crate::Overflow::Block) and a full inbox the
+    /// server's close frame cannot be read, so this waits for the close timeout.
+    ///
+    /// # Errors
+    ///
+    /// None today; the `Result` leaves room for validation.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let ws = wsapp::connect("ws://127.0.0.1:9001/")?;
+    /// ws.close(1000, "bye")?;
+    /// assert!(ws.recv().unwrap_err().is_closed());
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn close(&self, code: u16, reason: &str) -> Result<()> {
+        self.sender.close(code, reason)?;
+        self.join();
+        Ok(())
+    }
+
+    /// Waits for the I/O thread to end. The lock is held through the join,
+    /// so a second caller returns only once the thread has ended too.
+    fn join(&self) {
+        let mut handle = self.thread.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = handle.take() {
+            if h.join().is_err() {
+                log::error!("wsapp I/O thread panicked");
+            }
+        }
+    }
+
+    /// A snapshot of the connection's buffers and counters. See [`Stats`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let ws = wsapp::connect("ws://127.0.0.1:9001/")?;
+    /// let s = ws.stats();
+    /// println!("{s}");
+    /// assert_eq!(s.received, s.delivered + s.dropped.total() + s.queued as u64);
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn stats(&self) -> Stats {
+        self.sender.stats()
+    }
+
+    /// The server's upgrade response: status, headers.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let ws = wsapp::connect("ws://127.0.0.1:9001/")?;
+    /// assert_eq!(ws.response().status(), 101);
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn response(&self) -> &Response {
+        &self.response
+    }
+
+    /// The subprotocol the server chose, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let ws = wsapp::Client::new("ws://127.0.0.1:9001/").subprotocols(["v2.json"]).connect()?;
+    /// assert_eq!(ws.protocol(), Some("v2.json"));
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+
+    /// The local address of the TCP connection.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let ws = wsapp::connect("ws://127.0.0.1:9001/")?;
+    /// println!("{}", ws.local_addr());
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The peer's address of the TCP connection (the proxy's, through a proxy).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let ws = wsapp::connect("ws://127.0.0.1:9001/")?;
+    /// println!("{}", ws.peer_addr());
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.sender.shared
+    }
+}
+
+impl Drop for WebSocket {
+    fn drop(&mut self) {
+        // Nobody will receive now: let the reader run free so the close handshake
+        // is not stuck behind a full inbox.
+        self.shared().inbox.abandon();
+        let _ = self.sender.close(1000, "");
+        self.join();
+    }
+}
+
+/// Iterator returned by [`WebSocket::incoming`].
+#[derive(Debug)]
+pub struct Incoming<'a> {
+    ws: &'a WebSocket,
+    done: bool,
+}
+
+impl Iterator for Incoming<'_> {
+    type Item = Result<Message>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.ws.recv() {
+            Ok(m) => Some(Ok(m)),
+            Err(e) => {
+                self.done = true;
+                (!e.is_closed()).then_some(Err(e))
+            }
+        }
+    }
+}

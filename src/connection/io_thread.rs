@@ -1,0 +1,527 @@
+//! The I/O thread: owns the socket between consumers' reads. Each turn it
+//! writes what the outbox holds, runs the close handshake and keepalive,
+//! settles who reads (`reading::decide`) and reads ahead into the inbox when
+//! that is its job; then it waits on the poller (readiness, the waker, a timer).
+//!
+//! It must not block while holding the connection's lock, and it never runs
+//! user code.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::Shutdown;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel as channel;
+use polling::{Event, Events, PollMode};
+use tungstenite::protocol::frame::coding::CloseCode;
+
+use super::reading::{self, Decision, Snapshot, STAND_BACK};
+use super::slab::Slab;
+use super::{would_block, Io, IoOptions, Shared};
+use crate::error::{Error, Phase};
+use crate::queue::{payload_len, Item};
+use crate::{CloseFrame, Message, Utf8Bytes};
+
+/// Messages read per lock of the inbox.
+const BATCH: usize = 64;
+/// Bytes read per lock of the inbox: bounds what the reader holds outside it.
+const BATCH_BYTES: usize = 256 << 10;
+/// Messages read before the I/O thread looks at its outbox and timers again.
+const READ_TURN: usize = 1024;
+
+/// tungstenite replaces a close frame whose code is not allowed with this one
+/// (and sends it back); the peer never sent it.
+fn is_substitute(frame: &CloseFrame) -> bool {
+    frame.code == CloseCode::Protocol && frame.reason.as_str() == "Protocol violation"
+}
+
+/// Why the I/O loop stopped.
+struct Ended {
+    error: Error,
+    /// The close code owed to the peer for a fault it caused; sent once the
+    /// handler has taken everything read before the fault.
+    owed_close: Option<CloseCode>,
+}
+
+/// The I/O thread's own state: nobody else touches it.
+pub(super) struct IoThread {
+    shared: Arc<Shared>,
+    outbox: channel::Receiver<Message>,
+    opts: IoOptions,
+    /// Read but not yet in the inbox (the inbox was full, or the batch is open).
+    pending: VecDeque<Item>,
+    pending_bytes: usize,
+    filtered: u64,
+    close_sent: bool,
+    close_deadline: Option<Instant>,
+    peer_close: Option<CloseFrame>,
+    our_close: Option<CloseFrame>,
+    next_ping: Option<Instant>,
+    pong_deadline: Option<Instant>,
+    interest: (bool, bool),
+    unpin: Slab,
+    /// The peer's close frame had a code the protocol does not allow.
+    bad_close: bool,
+    /// `Io::direct_messages` as of the last turn.
+    seen_direct: u64,
+    /// The inbox's count of messages taken, as of the last turn.
+    seen_taken: u64,
+    /// Bytes read off the stream (by any thread) as of the last turn: any
+    /// byte is a sign of life, a message in progress too.
+    seen_bytes: u64,
+}
+
+/// What to do after one read.
+enum Next {
+    Read,
+    /// The socket has nothing now, or the inbox is full.
+    Stop,
+}
+
+impl IoThread {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        outbox: channel::Receiver<Message>,
+        opts: IoOptions,
+    ) -> IoThread {
+        let next_ping = opts.ping_interval.map(|i| Instant::now() + i);
+        IoThread {
+            shared,
+            outbox,
+            opts,
+            pending: VecDeque::new(),
+            pending_bytes: 0,
+            filtered: 0,
+            close_sent: false,
+            close_deadline: None,
+            peer_close: None,
+            our_close: None,
+            next_ping,
+            pong_deadline: None,
+            interest: (true, false),
+            unpin: Slab::default(),
+            bad_close: false,
+            seen_direct: 0,
+            seen_taken: 0,
+            seen_bytes: 0,
+        }
+    }
+
+    pub(super) fn run(mut self) {
+        // A panic here (a bug, ours or a dependency's) must still end the
+        // connection for the consumer, or `recv` would wait forever.
+        let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_loop()))
+            .unwrap_or_else(|panic| {
+                let what = crate::error::panic_message(&*panic);
+                log::error!("wsapp I/O thread panicked: {what}");
+                self.end_with(Error::Io(io::Error::other(format!(
+                    "the I/O thread panicked: {what}"
+                ))))
+            });
+        self.finish(ended);
+    }
+
+    fn run_loop(&mut self) -> Ended {
+        let mut events = Events::new();
+        loop {
+            match self.turn() {
+                Ok(timeout) => {
+                    events.clear();
+                    let sleeps = timeout != Some(Duration::ZERO);
+                    if sleeps {
+                        self.shared.inbox.set_reader_busy(false);
+                    }
+                    let waited = self.shared.poller.wait(&mut events, timeout);
+                    if sleeps {
+                        self.shared.inbox.set_reader_busy(true);
+                    }
+                    if let Err(e) = waited {
+                        if e.kind() != io::ErrorKind::Interrupted {
+                            return self.end_with(Error::Io(e));
+                        }
+                    }
+                }
+                Err(ended) => return ended,
+            }
+        }
+    }
+
+    fn finish(mut self, ended: Ended) {
+        let sh = self.shared.clone();
+        match &ended.error {
+            Error::Closed(_) => log::debug!("connection closed: {}", ended.error),
+            e => log::debug!("connection ended: {e}"),
+        }
+        // No consumer reads the socket past the end.
+        sh.lock_io().reading.end();
+        if ended.owed_close.is_none() {
+            // Before `recv` can report the end, so that a send after it fails.
+            sh.ended.store(true, Ordering::Release);
+        }
+        // Everything read before the end is delivered first, then the error.
+        sh.inbox.finish(&mut self.pending, ended.error);
+        if let Some(code) = ended.owed_close {
+            self.settle_fault(code);
+        }
+        {
+            let io = sh.lock_io();
+            let tcp = io.ws.get_ref().tcp();
+            let _ = sh.poller.delete(tcp);
+            let _ = tcp.shutdown(Shutdown::Both);
+        }
+        sh.ended.store(true, Ordering::Release);
+        // Senders blocked on a full outbox get `Closed` once the receiver is gone.
+        drop(std::mem::replace(&mut self.outbox, channel::never()));
+    }
+
+    /// After a fault the peer caused: lets the handler answer the messages
+    /// read before it (their replies still go out), then sends the close code
+    /// the protocol asks for. Bounded by the close timeout.
+    fn settle_fault(&mut self, code: CloseCode) {
+        let sh = self.shared.clone();
+        let deadline = Instant::now() + self.opts.close_timeout;
+        let mut events = Events::new();
+        {
+            let io = sh.lock_io();
+            // Only the waker matters now.
+            let _ =
+                sh.poller
+                    .modify_with_mode(io.ws.get_ref().tcp(), Event::none(0), PollMode::Level);
+        }
+        while !sh.inbox.end_seen() && Instant::now() < deadline {
+            {
+                let mut io = sh.lock_io();
+                while let Ok(msg) = self.outbox.try_recv() {
+                    if self.write(&mut io, msg).is_err() {
+                        return;
+                    }
+                }
+            }
+            events.clear();
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let _ = sh
+                .poller
+                .wait(&mut events, Some(wait.min(Duration::from_millis(50))));
+        }
+        // From here on sends are refused; what is queued still goes out.
+        sh.closing.store(true, Ordering::Release);
+        let mut io = sh.lock_io();
+        while let Ok(msg) = self.outbox.try_recv() {
+            if self.write(&mut io, msg).is_err() {
+                return;
+            }
+        }
+        let frame = CloseFrame {
+            code,
+            reason: Utf8Bytes::from(""),
+        };
+        // Best effort: the connection ends either way. Give a full socket
+        // buffer a moment to take the close frame.
+        let _ = io.ws.close(Some(frame));
+        let until = Instant::now() + Duration::from_millis(200);
+        while matches!(io.ws.flush(), Err(ref e) if would_block(e)) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    fn end_with(&self, error: Error) -> Ended {
+        Ended {
+            error,
+            owed_close: None,
+        }
+    }
+
+    /// One pass: writes, close, keepalive, who reads, reads. Returns how long to wait.
+    fn turn(&mut self) -> std::result::Result<Option<Duration>, Ended> {
+        let sh = self.shared.clone();
+        let mut io = sh.lock_io();
+        if let Some(e) = io.fatal.take() {
+            return Err(self.end_with(e));
+        }
+        let taken = sh.inbox.taken();
+        let consumer_took = io.direct_messages != self.seen_direct || taken != self.seen_taken;
+        self.seen_direct = io.direct_messages;
+        self.seen_taken = taken;
+        self.write_side(&mut io)?;
+        if !self.pending.is_empty() {
+            // What a full inbox held back goes first, before any read.
+            self.push();
+        }
+        let handoff = io.reading.take_hand_off();
+        let snapshot = Snapshot {
+            direct: sh.inbox.allows_direct(),
+            held_back: !self.pending.is_empty(),
+            closing: self.close_sent,
+            queued: !sh.inbox.is_empty(),
+            consumer_took,
+        };
+        let decision = reading::decide(&snapshot, &io.reading);
+        io.reading.settle(decision);
+        let more = if decision.io_reads() || handoff.is_some() {
+            self.read_side(&mut io, handoff)?
+        } else {
+            false
+        };
+        // What this turn's reads changed: a full inbox, a close.
+        if !self.pending.is_empty() {
+            io.reading.settle(Decision::HeldBack);
+        } else if self.close_sent {
+            io.reading.settle(Decision::IoThread);
+        }
+        let bytes = io.ws.get_ref().bytes_read();
+        if bytes != self.seen_bytes {
+            self.seen_bytes = bytes;
+            self.pong_deadline = None;
+        }
+        let held_back = io.reading.keepalive_suspended();
+        let interest = (io.reading.io_thread_polls(), io.write_pending);
+        if interest != self.interest {
+            let tcp = io.ws.get_ref().tcp();
+            let ev = match interest {
+                (true, true) => Event::all(0),
+                (true, false) => Event::readable(0),
+                (false, true) => Event::writable(0),
+                (false, false) => Event::none(0),
+            };
+            sh.poller
+                .modify_with_mode(tcp, ev, PollMode::Level)
+                .map_err(|e| self.end_with(Error::Io(e)))?;
+            self.interest = interest;
+        }
+        drop(io);
+        let wait = self.timers(more, held_back)?;
+        Ok(if decision == Decision::StandBack {
+            Some(wait.map_or(STAND_BACK, |w| w.min(STAND_BACK)))
+        } else {
+            wait
+        })
+    }
+
+    fn write_side(&mut self, io: &mut Io) -> std::result::Result<(), Ended> {
+        if io.write_pending {
+            self.flush(io)?;
+        }
+        while !io.write_pending {
+            let Ok(msg) = self.outbox.try_recv() else {
+                break;
+            };
+            self.write(io, msg)?;
+        }
+        let request = if self.close_sent {
+            None
+        } else {
+            self.shared
+                .close_request
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+        };
+        if let Some(frame) = request {
+            // Everything sent before the close goes first, whatever the socket's state.
+            while let Ok(msg) = self.outbox.try_recv() {
+                let len = payload_len(&msg);
+                match io.ws.write(msg) {
+                    Ok(()) => self.shared.counters.count_out(len),
+                    Err(e) if would_block(&e) => self.shared.counters.count_out(len),
+                    Err(e) => return Err(self.end_with(Error::from_ws(e))),
+                }
+            }
+            log::debug!("sending close {frame:?}");
+            self.our_close = frame.clone();
+            self.close_sent = true;
+            self.close_deadline = Some(Instant::now() + self.opts.close_timeout);
+            match io.ws.close(frame) {
+                Ok(()) => io.write_pending = false,
+                Err(e) if would_block(&e) => io.write_pending = true,
+                Err(e) => return Err(self.end_with(Error::from_ws(e))),
+            }
+        }
+        if let (Some(at), false) = (self.next_ping, self.close_sent) {
+            if Instant::now() >= at {
+                let interval = self.opts.ping_interval.unwrap_or(Duration::MAX);
+                self.next_ping = Some(Instant::now() + interval);
+                if self.pong_deadline.is_none() {
+                    self.pong_deadline = self.opts.ping_timeout.map(|t| Instant::now() + t);
+                }
+                log::trace!("keepalive ping");
+                self.write(io, Message::Ping(self.opts.ping_payload.clone()))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, io: &mut Io, msg: Message) -> std::result::Result<(), Ended> {
+        let len = payload_len(&msg);
+        match io.ws.write(msg) {
+            Ok(()) => {}
+            Err(e) if would_block(&e) => {}
+            Err(e) => return Err(self.end_with(Error::from_ws(e))),
+        }
+        self.shared.counters.count_out(len);
+        self.flush(io)
+    }
+
+    fn flush(&mut self, io: &mut Io) -> std::result::Result<(), Ended> {
+        io.flush().map_err(|e| self.fail(e))
+    }
+
+    /// Reads while the inbox takes messages. `Ok(true)`: stopped with data left
+    /// in buffers the poller cannot see, so do not sleep.
+    /// `handoff`: what a consumer read that only this thread handles.
+    fn read_side(
+        &mut self,
+        io: &mut Io,
+        handoff: Option<tungstenite::Result<Message>>,
+    ) -> std::result::Result<bool, Ended> {
+        if !self.pending.is_empty() {
+            // `turn` has just tried to push it: the inbox is still full.
+            return Ok(false);
+        }
+        let mut flush = false;
+        let mut more = false;
+        let mut next = match handoff {
+            Some(read) => self.take(read, &mut flush)?,
+            None => Next::Read,
+        };
+        let mut n = 0;
+        while let Next::Read = next {
+            if n == READ_TURN {
+                more = true;
+                break;
+            }
+            n += 1;
+            next = self.take(io.ws.read(), &mut flush)?;
+        }
+        self.push();
+        if flush {
+            self.flush(io)?;
+        }
+        Ok(more && self.pending.is_empty())
+    }
+
+    /// Takes the result of one read (its own, or one a consumer handed over).
+    /// Sets `flush` when tungstenite queued a reply (pong, close).
+    fn take(
+        &mut self,
+        read: tungstenite::Result<Message>,
+        flush: &mut bool,
+    ) -> std::result::Result<Next, Ended> {
+        let msg = match read {
+            Ok(msg) => msg,
+            Err(e) if would_block(&e) => return Ok(Next::Stop),
+            Err(tungstenite::Error::ConnectionClosed) => {
+                self.push();
+                if self.bad_close {
+                    return Err(self.end_with(Error::InvalidCloseCode));
+                }
+                let frame = self.peer_close.clone().or_else(|| self.our_close.clone());
+                return Err(self.end_with(Error::Closed(frame)));
+            }
+            Err(e) => {
+                self.push();
+                return Err(self.fail(e));
+            }
+        };
+        // Any frame is a sign of life.
+        self.pong_deadline = None;
+        match msg {
+            Message::Close(frame) => {
+                log::debug!("server sent close {frame:?}");
+                if frame.as_ref().is_some_and(is_substitute) {
+                    // tungstenite already answered with 1002.
+                    self.bad_close = true;
+                }
+                self.peer_close = frame;
+                self.close_sent = true;
+                if self.close_deadline.is_none() {
+                    self.close_deadline = Some(Instant::now() + self.opts.close_timeout);
+                }
+                *flush = true; // tungstenite's queued close reply
+                return Ok(Next::Read);
+            }
+            Message::Ping(_) => *flush = true,
+            _ => {}
+        }
+        let msg = self.unpin.unpin(msg);
+        let len = payload_len(&msg);
+        self.shared.counters.count_in(len);
+        match self.shared.inbox.classify(msg) {
+            Some(item) => {
+                self.pending_bytes += item.size();
+                self.pending.push_back(item);
+            }
+            None => self.filtered += 1,
+        }
+        if self.pending.len() >= BATCH || self.pending_bytes >= BATCH_BYTES {
+            if !self.push() {
+                return Ok(Next::Stop);
+            }
+            if self.shared.inbox.allows_direct() && self.shared.inbox.taken() != self.seen_taken {
+                // The consumer has started taking: end the turn, so the next
+                // one can stand back rather than read ahead a whole turn.
+                return Ok(Next::Stop);
+            }
+        }
+        Ok(Next::Read)
+    }
+
+    /// Moves the batch into the inbox; `false` when the inbox is full (pause).
+    fn push(&mut self) -> bool {
+        let all = self
+            .shared
+            .inbox
+            .push_batch(&mut self.pending, std::mem::take(&mut self.filtered));
+        self.pending_bytes = self.pending.iter().map(Item::size).sum();
+        all
+    }
+
+    /// Ends on a read or write error; a fault of the peer's owes it a close code.
+    fn fail(&self, e: tungstenite::Error) -> Ended {
+        use tungstenite::error::ProtocolError;
+        let code = match &e {
+            tungstenite::Error::Capacity(_) => Some(CloseCode::Size),
+            tungstenite::Error::Utf8(_) => Some(CloseCode::Invalid),
+            tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
+            tungstenite::Error::Protocol(_) => Some(CloseCode::Protocol),
+            _ => None,
+        };
+        Ended {
+            error: Error::from_ws(e),
+            owed_close: code.filter(|_| !self.close_sent),
+        }
+    }
+
+    /// Checks deadlines; returns how long the poller may sleep.
+    /// `held_back`: nobody reads because data is held back, so a pong cannot be seen.
+    fn timers(
+        &mut self,
+        more: bool,
+        held_back: bool,
+    ) -> std::result::Result<Option<Duration>, Ended> {
+        let now = Instant::now();
+        if let Some(d) = self.close_deadline {
+            if now >= d {
+                return Err(self.end_with(Error::Timeout(Phase::Close)));
+            }
+        }
+        if let Some(d) = self.pong_deadline {
+            if held_back {
+                // The pong cannot be seen behind held-back data: the deadline waits too.
+                let timeout = self.opts.ping_timeout.unwrap_or_default();
+                self.pong_deadline = Some(d.max(now + timeout));
+            } else if now >= d {
+                return Err(self.end_with(Error::Timeout(Phase::Pong)));
+            }
+        }
+        if more {
+            return Ok(Some(Duration::ZERO));
+        }
+        let next = [self.close_deadline, self.pong_deadline, self.next_ping]
+            .into_iter()
+            .flatten()
+            .min();
+        Ok(next.map(|t| t.saturating_duration_since(now)))
+    }
+}

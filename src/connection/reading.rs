@@ -1,0 +1,342 @@
+//! Who reads the socket: one state, [`Reading`], kept in `Io` under the
+//! connection's lock, with every move between its states in this file.
+//!
+//! | state | who reads | consumers may read | I/O thread polls for reads | keepalive |
+//! |---|---|---|---|---|
+//! | `IoThread` | the I/O thread, ahead into the inbox | no | yes | runs |
+//! | `Shared` | the I/O thread reads ahead; a consumer that finds the inbox empty reads too | yes | yes | runs |
+//! | `Consumer` | a consumer (it may be `watching` the socket, or hold `partial` of a message); the I/O thread stands back | yes | no: it looks again every `STAND_BACK` | runs |
+//! | `HeldBack` | nobody: the inbox has no room for the batch the I/O thread holds | no | no | suspended |
+//! | `HandOff` | nobody, until the I/O thread takes what a consumer read that only it handles (a close frame, an error) | no | yes | runs |
+//! | `Ended` | nobody | no | no | off |
+//!
+//! Moves. The I/O thread settles the state once per turn with [`decide`], a
+//! pure function of a [`Snapshot`]. Consumers make three moves of their own,
+//! under the same lock: reading a message (`Consumer` stays, no longer
+//! watching), finding the socket empty (`Shared`/`Consumer` to `Consumer`,
+//! watching), giving up the watch (`Consumer` to `Shared`, parked: the I/O
+//! thread is woken and reads for one turn at least), and handing over
+//! (`Shared`/`Consumer` to `HandOff`).
+//!
+//! Timing, and how the constants relate:
+//! - `STAND_BACK` (1 ms, here): how often the I/O thread, standing back, checks
+//!   that a consumer still takes messages. A consumer that stops for longer
+//!   (a slow handler) finds it reading ahead, so a pause costs the wire at
+//!   most this long. Far below any sensible ping timeout.
+//! - `WATCH` (2 ms, `connection::direct`): how long a consumer that found the
+//!   socket empty polls it before it parks on the inbox and hands the watch
+//!   back. Longer than `STAND_BACK`, so that a consumer between messages of
+//!   a steady stream keeps reading; a watching consumer is "active" whatever
+//!   the tick.
+//! - `PARTIAL_SPIN` / `PARTIAL_PIECE` (10 µs / 32 KiB, `connection::direct`): a
+//!   consumer in the middle of a large message waits awake that long for
+//!   that much before it polls. Far below `WATCH`.
+//! - `SPIN` (50 µs, `queue`): a consumer of the plain queue spins that long
+//!   before it parks. Below `STAND_BACK`, which it does not depend on.
+
+use std::time::Duration;
+
+use crate::Message;
+
+/// While a consumer reads the socket itself, the I/O thread checks this often
+/// whether it still does.
+pub(super) const STAND_BACK: Duration = Duration::from_millis(1);
+
+/// Who reads the socket now. See the module doc for the table.
+#[derive(Debug, Default)]
+pub(super) enum Reading {
+    #[default]
+    IoThread,
+    Shared {
+        /// A consumer gave up its watch and sleeps on the inbox: the I/O
+        /// thread reads at least one turn before it may stand back again.
+        parked: bool,
+    },
+    Consumer {
+        /// A consumer polls the socket now.
+        watching: bool,
+        /// tungstenite holds part of a message a consumer's read took.
+        partial: bool,
+    },
+    HeldBack,
+    HandOff(tungstenite::Result<Message>),
+    Ended,
+}
+
+/// What the I/O thread knows at the start of its read side, for [`decide`].
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Snapshot {
+    /// The policy lets consumers read the socket (`Block` without a filter).
+    pub(super) direct: bool,
+    /// The I/O thread holds messages the inbox had no room for.
+    pub(super) held_back: bool,
+    /// A close frame was sent or received: only the I/O thread reads.
+    pub(super) closing: bool,
+    /// The inbox holds messages (a consumer takes those before it reads).
+    pub(super) queued: bool,
+    /// Since the last turn a consumer took or read a message.
+    pub(super) consumer_took: bool,
+}
+
+/// The I/O thread's decision for one turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Decision {
+    /// Read ahead; consumers may not read.
+    IoThread,
+    /// Read ahead; a consumer that finds the inbox empty may read too.
+    Shared,
+    /// Do not read; look again after `STAND_BACK`.
+    StandBack,
+    /// Do not read: the inbox is full.
+    HeldBack,
+}
+
+impl Decision {
+    /// Whether the I/O thread reads (and polls the socket for reading) this turn.
+    pub(super) fn io_reads(self) -> bool {
+        matches!(self, Decision::IoThread | Decision::Shared)
+    }
+}
+
+/// The I/O thread's read decision: a pure function, unit-tested below.
+pub(super) fn decide(s: &Snapshot, now: &Reading) -> Decision {
+    if s.held_back {
+        return Decision::HeldBack;
+    }
+    if !s.direct || s.closing || matches!(now, Reading::HandOff(_) | Reading::Ended) {
+        return Decision::IoThread;
+    }
+    let watching = matches!(now, Reading::Consumer { watching: true, .. });
+    let parked = matches!(now, Reading::Shared { parked: true });
+    // Stand back only for a consumer that reads the socket itself: one that
+    // still has queued messages to take reads nothing, and the wire would
+    // stop (a pong behind it would never be seen).
+    if !s.queued && !parked && (watching || s.consumer_took) {
+        Decision::StandBack
+    } else {
+        Decision::Shared
+    }
+}
+
+impl Reading {
+    /// Whether a consumer that finds the inbox empty may read the socket.
+    pub(super) fn consumers_may_read(&self) -> bool {
+        matches!(self, Reading::Shared { .. } | Reading::Consumer { .. })
+    }
+
+    /// Whether the I/O thread polls the socket for reads.
+    pub(super) fn io_thread_polls(&self) -> bool {
+        matches!(
+            self,
+            Reading::IoThread | Reading::Shared { .. } | Reading::HandOff(_)
+        )
+    }
+
+    /// Whether nobody reads because data is held back: the pong deadline waits.
+    pub(super) fn keepalive_suspended(&self) -> bool {
+        matches!(self, Reading::HeldBack)
+    }
+
+    /// A consumer in the middle of a message (its last read took part of one).
+    pub(super) fn consumer_partial(&self) -> bool {
+        matches!(self, Reading::Consumer { partial: true, .. })
+    }
+
+    /// The public summary, for `Stats`.
+    pub(super) fn reader(&self) -> crate::stats::Reader {
+        use crate::stats::Reader;
+        match self {
+            Reading::IoThread | Reading::Shared { .. } | Reading::HandOff(_) => Reader::IoThread,
+            Reading::Consumer { .. } => Reader::Consumer,
+            Reading::HeldBack => Reader::HeldBack,
+            Reading::Ended => Reader::Ended,
+        }
+    }
+
+    // Consumers' moves.
+
+    /// A consumer read a whole message.
+    pub(super) fn consumer_read(&mut self) {
+        if let Reading::Consumer { watching, partial } = self {
+            *watching = false;
+            *partial = false;
+        }
+    }
+
+    /// A consumer found the socket empty; `partial`: its read took part of a message.
+    pub(super) fn consumer_found_empty(&mut self, partial: bool) {
+        let was = self.consumer_partial();
+        *self = Reading::Consumer {
+            watching: true,
+            partial: was || partial,
+        };
+    }
+
+    /// A consumer gives up its watch and parks. Returns whether the I/O
+    /// thread stood back (and so must be woken to read).
+    pub(super) fn consumer_parks(&mut self) -> bool {
+        if let Reading::Consumer { .. } = self {
+            *self = Reading::Shared { parked: true };
+            return true;
+        }
+        false
+    }
+
+    /// A consumer read what only the I/O thread handles.
+    pub(super) fn hand_off(&mut self, read: tungstenite::Result<Message>) {
+        *self = Reading::HandOff(read);
+    }
+
+    // The I/O thread's moves.
+
+    /// Takes what a consumer handed over, if anything.
+    pub(super) fn take_hand_off(&mut self) -> Option<tungstenite::Result<Message>> {
+        match std::mem::take(self) {
+            Reading::HandOff(read) => Some(read),
+            other => {
+                *self = other;
+                None
+            }
+        }
+    }
+
+    /// Applies the turn's decision. A consumer's sub-state survives a turn
+    /// that keeps it reading; any other decision makes what it left of a
+    /// message the I/O thread's to finish.
+    pub(super) fn settle(&mut self, decision: Decision) {
+        if matches!(self, Reading::HandOff(_) | Reading::Ended) {
+            return;
+        }
+        *self = match (decision, std::mem::take(self)) {
+            (Decision::StandBack, c @ Reading::Consumer { .. }) => c,
+            (Decision::StandBack, _) => Reading::Consumer {
+                watching: false,
+                partial: false,
+            },
+            (Decision::Shared, _) => Reading::Shared { parked: false },
+            (Decision::IoThread, _) => Reading::IoThread,
+            (Decision::HeldBack, _) => Reading::HeldBack,
+        };
+    }
+
+    /// The connection has ended: nobody reads past it.
+    pub(super) fn end(&mut self) {
+        *self = Reading::Ended;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap() -> Snapshot {
+        Snapshot {
+            direct: true,
+            ..Snapshot::default()
+        }
+    }
+
+    #[test]
+    fn stands_back_only_for_a_consumer_that_reads_the_socket() {
+        let took = Snapshot {
+            consumer_took: true,
+            ..snap()
+        };
+        assert_eq!(decide(&took, &Reading::IoThread), Decision::StandBack);
+        let watching = Reading::Consumer {
+            watching: true,
+            partial: false,
+        };
+        assert_eq!(decide(&snap(), &watching), Decision::StandBack);
+        // Nothing taken, nobody watching: a consumer away in a handler.
+        let away = Reading::Consumer {
+            watching: false,
+            partial: false,
+        };
+        assert_eq!(decide(&snap(), &away), Decision::Shared);
+    }
+
+    #[test]
+    fn a_consumer_draining_the_inbox_does_not_stop_the_wire() {
+        // The false pong timeout after a pause: the consumer takes from a
+        // full inbox, so it reads nothing from the socket; the I/O thread must.
+        let draining = Snapshot {
+            consumer_took: true,
+            queued: true,
+            ..snap()
+        };
+        assert_eq!(decide(&draining, &Reading::IoThread), Decision::Shared);
+        let watching = Reading::Consumer {
+            watching: true,
+            partial: true,
+        };
+        assert_eq!(decide(&draining, &watching), Decision::Shared);
+    }
+
+    #[test]
+    fn held_back_close_hand_off_and_lossy_policies() {
+        let held = Snapshot {
+            held_back: true,
+            consumer_took: true,
+            ..snap()
+        };
+        assert_eq!(decide(&held, &Reading::IoThread), Decision::HeldBack);
+        let closing = Snapshot {
+            closing: true,
+            consumer_took: true,
+            ..snap()
+        };
+        assert_eq!(decide(&closing, &Reading::IoThread), Decision::IoThread);
+        let lossy = Snapshot {
+            direct: false,
+            consumer_took: true,
+            ..snap()
+        };
+        assert_eq!(decide(&lossy, &Reading::IoThread), Decision::IoThread);
+        let took = Snapshot {
+            consumer_took: true,
+            ..snap()
+        };
+        let handoff = Reading::HandOff(Err(tungstenite::Error::ConnectionClosed));
+        assert_eq!(decide(&took, &handoff), Decision::IoThread);
+    }
+
+    #[test]
+    fn a_parked_consumer_gets_one_reading_turn() {
+        let took = Snapshot {
+            consumer_took: true,
+            ..snap()
+        };
+        let mut r = Reading::Consumer {
+            watching: true,
+            partial: false,
+        };
+        assert!(r.consumer_parks());
+        assert_eq!(decide(&took, &r), Decision::Shared);
+        r.settle(Decision::Shared);
+        assert_eq!(decide(&took, &r), Decision::StandBack);
+        assert!(!Reading::IoThread.consumer_parks(), "nothing to wake");
+    }
+
+    #[test]
+    fn settle_keeps_the_consumer_sub_state_only_while_it_reads() {
+        let mut r = Reading::Shared { parked: false };
+        r.consumer_found_empty(true);
+        assert!(r.consumer_partial() && r.consumers_may_read());
+        r.settle(Decision::StandBack);
+        assert!(r.consumer_partial());
+        r.settle(Decision::Shared);
+        assert!(!r.consumer_partial());
+        r.settle(Decision::HeldBack);
+        assert!(r.keepalive_suspended() && !r.consumers_may_read());
+        r.hand_off(Err(tungstenite::Error::ConnectionClosed));
+        r.settle(Decision::StandBack);
+        assert!(
+            r.take_hand_off().is_some(),
+            "a hand-off waits for the I/O thread"
+        );
+        r.end();
+        r.settle(Decision::Shared);
+        assert!(matches!(r, Reading::Ended));
+    }
+}
