@@ -27,6 +27,17 @@ fn receive<S: Read>(stream: &mut S, proxy: &Proxy, buf: &mut [u8], what: &str) -
     })
 }
 
+/// The first byte of a reply: the protocol's version (5 for SOCKS5, 0 in a
+/// SOCKS4 reply). Anything else is not the protocol asked for.
+fn expect_version(proxy: &Proxy, protocol: &str, expected: u8, got: u8) -> Result<()> {
+    if got == expected {
+        return Ok(());
+    }
+    Err(proxy.error(format!(
+        "not a {protocol} proxy: its reply has version {got}"
+    )))
+}
+
 pub(super) fn socks5<S: Read + Write>(
     stream: &mut S,
     proxy: &Proxy,
@@ -43,12 +54,7 @@ pub(super) fn socks5<S: Read + Write>(
     send(stream, greeting)?;
     let mut choice = [0u8; 2];
     receive(stream, proxy, &mut choice, "SOCKS5 method reply")?;
-    if choice[0] != 5 {
-        return Err(proxy.error(format!(
-            "not a SOCKS5 proxy: its reply has version {}",
-            choice[0]
-        )));
-    }
+    expect_version(proxy, "SOCKS5", 5, choice[0])?;
     match (choice[1], creds) {
         (0x00, _) => {}
         (0x02, Some(c)) => {
@@ -115,12 +121,7 @@ pub(super) fn socks5<S: Read + Write>(
 
     let mut reply = [0u8; 4];
     receive(stream, proxy, &mut reply, "SOCKS5 reply")?;
-    if reply[0] != 5 {
-        return Err(proxy.error(format!(
-            "not a SOCKS5 proxy: its reply has version {}",
-            reply[0]
-        )));
-    }
+    expect_version(proxy, "SOCKS5", 5, reply[0])?;
     if reply[1] != 0 {
         return Err(proxy.error(format!(
             "SOCKS5 connect to {} failed: {} (reply {})",
@@ -196,12 +197,7 @@ pub(super) fn socks4<S: Read + Write>(
 
     let mut reply = [0u8; 8];
     receive(stream, proxy, &mut reply, "SOCKS4 reply")?;
-    if reply[0] != 0 {
-        return Err(proxy.error(format!(
-            "not a SOCKS4 proxy: its reply has version {}",
-            reply[0]
-        )));
-    }
+    expect_version(proxy, "SOCKS4", 0, reply[0])?;
     let reason = match reply[1] {
         0x5A => return Ok(()),
         0x5B => "request rejected or failed",
