@@ -736,7 +736,9 @@ impl Client {
                 target.port,
                 &self.socket,
             )?),
-            Some(p) => self.tunnel(p, target)?,
+            Some(p) => {
+                crate::proxy::open(p, target, &self.socket, &self.tls, self.handshake_timeout)?
+            }
         };
         let deadline = Instant::now() + self.handshake_timeout;
         if target.secure {
@@ -756,64 +758,6 @@ impl Client {
             Inbox::new(queue, queue_bytes, overflow, filter, direct, resume)
         })
     }
-}
-
-impl Client {
-    /// Connects to the proxy and opens a tunnel to the target through it.
-    fn tunnel(&self, proxy: &Proxy, target: &crate::url::Target) -> Result<Stream> {
-        log::debug!("connecting through proxy {}", proxy.redacted());
-        let tcp =
-            crate::socket::connect(proxy.host(), proxy.port(), &self.socket).map_err(|e| {
-                Error::Proxy {
-                    proxy: proxy.redacted(),
-                    reason: format!("cannot reach the proxy: {e}"),
-                }
-            })?;
-        let deadline = Instant::now() + self.socket.connect_timeout + self.handshake_timeout;
-        let mut stream = Stream::tcp_stream(tcp);
-        if proxy.is_tls() {
-            // The server-name override is the target's, not the proxy's.
-            let proxy_tls = TlsOptions {
-                server_name: None,
-                ..self.tls.clone()
-            };
-            stream = crate::tls::wrap(stream, proxy.host(), &proxy_tls, deadline)?;
-        }
-        crate::tls::set_timeouts(&stream, deadline, crate::Phase::Proxy)?;
-        // A proxy that trickles its reply cannot hold the connect open.
-        stream.set_handshake_deadline(deadline);
-        let host = if proxy.resolves_locally() {
-            resolve(&target.host, target.port, proxy.ipv4_only())?
-        } else {
-            target.host.clone()
-        };
-        crate::proxy::tunnel(&mut stream, proxy, &host, target.port)?;
-        Ok(stream)
-    }
-}
-
-/// Resolves `host` for a proxy that takes addresses, not names.
-fn resolve(host: &str, port: u16, ipv4_only: bool) -> Result<String> {
-    use std::net::ToSocketAddrs;
-    let dns = |source| Error::Dns {
-        host: host.to_string(),
-        source,
-    };
-    (host, port)
-        .to_socket_addrs()
-        .map_err(dns)?
-        .find(|a| !ipv4_only || a.is_ipv4())
-        .map(|a| a.ip().to_string())
-        .ok_or_else(|| {
-            dns(std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                if ipv4_only {
-                    "no IPv4 address (SOCKS4 needs one)"
-                } else {
-                    "no addresses"
-                },
-            ))
-        })
 }
 
 fn is_redirect(resp: &Response) -> bool {

@@ -157,6 +157,41 @@ pub enum Error {
         /// The panic message.
         message: String,
     },
+    /// An error met while talking to a proxy: a timeout ([`Phase::Proxy`], or
+    /// [`Phase::Tls`] for an `https://` proxy's handshake), a TLS failure with
+    /// an `https://` proxy (such as an untrusted certificate: add its root with
+    /// `Client::add_root_certificate`), or an I/O error. The message starts
+    /// with the proxy, so one taken from the environment is named.
+    ///
+    /// [`Error::kind`] is the inner error's kind (`Timeout`, `Tls` or `Io`),
+    /// and [`source`](std::error::Error::source) is the inner error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use wsapp::{Error, ErrorKind, Phase};
+    ///
+    /// fn describe(err: &Error) -> String {
+    ///     match err {
+    ///         Error::AtProxy { proxy, error } if error.kind() == ErrorKind::Timeout => {
+    ///             format!("{proxy} did not answer")
+    ///         }
+    ///         other => other.to_string(),
+    ///     }
+    /// }
+    /// let err = Error::AtProxy {
+    ///     proxy: "http://127.0.0.1:3128".into(),
+    ///     error: Box::new(Error::Timeout(Phase::Proxy)),
+    /// };
+    /// assert_eq!(err.kind(), ErrorKind::Timeout);
+    /// assert_eq!(describe(&err), "http://127.0.0.1:3128 did not answer");
+    /// ```
+    AtProxy {
+        /// The proxy, without credentials.
+        proxy: String,
+        /// What went wrong.
+        error: Box<Error>,
+    },
 }
 
 /// A `Copy` summary of an [`Error`], for matching.
@@ -178,11 +213,12 @@ pub enum ErrorKind {
     Dns,
     /// [`Error::Connect`]
     Connect,
-    /// [`Error::Timeout`]
+    /// [`Error::Timeout`], or an [`Error::AtProxy`] around one
     Timeout,
     /// [`Error::Proxy`]
     Proxy,
-    /// [`Error::Tls`]
+    /// [`Error::Tls`], or an [`Error::AtProxy`] around one (an `https://`
+    /// proxy's certificate or handshake)
     Tls,
     /// [`Error::HandshakeRejected`]
     HandshakeRejected,
@@ -200,7 +236,7 @@ pub enum ErrorKind {
     Closed,
     /// [`Error::ConnectionLost`]
     ConnectionLost,
-    /// [`Error::Io`]
+    /// [`Error::Io`], or an [`Error::AtProxy`] around one
     Io,
     /// [`Error::NotConnected`]
     NotConnected,
@@ -230,6 +266,7 @@ impl Error {
             Error::Io(_) => ErrorKind::Io,
             Error::NotConnected => ErrorKind::NotConnected,
             Error::Handler { .. } => ErrorKind::Handler,
+            Error::AtProxy { error, .. } => error.kind(),
         }
     }
 
@@ -273,6 +310,21 @@ impl Error {
         Error::Url {
             url: crate::url::redact(url),
             reason: reason.into(),
+        }
+    }
+
+    /// Maps an I/O error of a blocking step that runs under a timeout: a
+    /// timeout (`WouldBlock` from a read or write timeout, `TimedOut` from a
+    /// deadline or a connect) becomes [`Error::Timeout`]`(phase)`, any other
+    /// error goes through `other` (such as `Error::Io` or `Error::ConnectionLost`).
+    pub(crate) fn from_io(
+        phase: Phase,
+        e: io::Error,
+        other: impl FnOnce(io::Error) -> Error,
+    ) -> Error {
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::Timeout(phase),
+            _ => other(e),
         }
     }
 
@@ -376,6 +428,7 @@ impl fmt::Display for Error {
             Error::Io(e) => write!(f, "io: {e}"),
             Error::NotConnected => write!(f, "not connected: the app is reconnecting; try again after on_open/on_reconnect"),
             Error::Handler { callback, message } => write!(f, "handler: {callback} panicked: {message}"),
+            Error::AtProxy { proxy, error } => write!(f, "proxy {proxy}: {error}"),
         }
     }
 }
@@ -389,6 +442,7 @@ impl std::error::Error for Error {
             Error::Protocol(e) => Some(e),
             Error::Capacity(e) => Some(e),
             Error::ConnectionLost(e) | Error::Io(e) => Some(e),
+            Error::AtProxy { error, .. } => Some(&**error),
             _ => None,
         }
     }
@@ -440,6 +494,20 @@ impl std::error::Error for TrySendError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn from_io_maps_timeouts_to_the_phase() {
+        for kind in [io::ErrorKind::WouldBlock, io::ErrorKind::TimedOut] {
+            let e = Error::from_io(Phase::Proxy, kind.into(), Error::Io);
+            assert!(matches!(e, Error::Timeout(Phase::Proxy)), "{e:?}");
+        }
+        let e = Error::from_io(
+            Phase::Handshake,
+            io::ErrorKind::ConnectionReset.into(),
+            Error::ConnectionLost,
+        );
+        assert!(matches!(e, Error::ConnectionLost(_)), "{e:?}");
+    }
 
     #[test]
     fn error_stays_small() {

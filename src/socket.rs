@@ -66,17 +66,17 @@ pub(crate) fn connect(host: &str, port: u16, opts: &SocketOptions) -> Result<Tcp
         }
     }
     let (addr, source) = last.expect("at least one address was tried");
-    if matches!(
-        source.kind(),
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
-    ) && addrs.len() == 1
-    {
-        return Err(Error::Timeout(Phase::Connect));
-    }
-    Err(Error::Connect {
+    let tried = addrs.len();
+    let failed = |source| Error::Connect {
         addr,
-        tried: addrs.len(),
+        tried,
         source,
+    };
+    // With one address a timeout is the phase's; with several, say which was last.
+    Err(if tried == 1 {
+        Error::from_io(Phase::Connect, source, failed)
+    } else {
+        failed(source)
     })
 }
 

@@ -21,11 +21,16 @@ pub(crate) struct Target {
 impl Target {
     /// `host:port` as written in a `Host` header or a CONNECT request (IPv6 in brackets).
     pub(crate) fn authority(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        authority(&self.host, self.port)
+    }
+}
+
+/// `host:port`, with an IPv6 literal (given without brackets) in brackets.
+pub(crate) fn authority(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 
@@ -140,6 +145,8 @@ mod tests {
         assert_eq!((t.host.as_str(), t.port), ("::1", 9001));
         assert_eq!(t.authority(), "[::1]:9001");
         assert_eq!(ok("ws://127.0.0.1:5/").authority(), "127.0.0.1:5");
+        assert_eq!(authority("fe80::1", 80), "[fe80::1]:80");
+        assert_eq!(authority("h", 1), "h:1");
     }
 
     #[test]

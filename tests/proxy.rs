@@ -360,6 +360,10 @@ fn https_proxy() {
     // The proxy's certificate is checked.
     let err = client(&echo.url(), &proxy).connect().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Tls, "{err}");
+    assert!(
+        err.to_string().starts_with(&format!("proxy {proxy}: tls:")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -417,4 +421,100 @@ fn socks5_refusals() {
         &format!("socks5://{USER}:{PASSWORD}@127.0.0.1:{port}"),
     );
     assert_proxy_error(&closed, &["connection refused (reply 5)"]);
+}
+
+// --- errors that name the proxy (no external peer needed) --------------------
+
+/// A listener on 127.0.0.1 that accepts connections and never writes a byte.
+/// It holds what it accepted until it is dropped (or for at most `TIMEOUT`).
+struct SilentProxy {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SilentProxy {
+    fn start() -> SilentProxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + TIMEOUT;
+            let mut held = Vec::new();
+            while std::time::Instant::now() < deadline && !stopped.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((tcp, _)) if held.len() < 16 => held.push(tcp),
+                    Ok(_) => {}
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        SilentProxy {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for SilentProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn untrusted_https_proxy_certificate_names_the_proxy() {
+    // A TLS listener with a certificate from a CA the client does not trust
+    // plays the HTTPS proxy; the target is never reached.
+    let untrusted = TestCa::new();
+    let fake_proxy = common::tls_echo_server(untrusted.identity(&["127.0.0.1"]));
+    let port = fake_proxy.port();
+    let proxy = format!("https://{USER}:{PASSWORD}@127.0.0.1:{port}");
+    let err = client("ws://127.0.0.1:9/", &proxy).connect().unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.kind(), ErrorKind::Tls, "{text}");
+    assert!(
+        text.starts_with(&format!("proxy https://***@127.0.0.1:{port}: tls:")),
+        "{text}"
+    );
+    assert!(!text.contains(PASSWORD) && !text.contains(USER), "{text}");
+    assert!(std::error::Error::source(&err).is_some(), "{err:?}");
+}
+
+#[test]
+fn silent_proxy_timeout_names_the_proxy() {
+    let silent = SilentProxy::start();
+    let port = silent.port;
+    let short = Duration::from_millis(300);
+    for (scheme, phase) in [("http", "proxy"), ("socks5h", "proxy"), ("https", "TLS")] {
+        let proxy = Proxy::new(&format!("{scheme}://{USER}:{PASSWORD}@127.0.0.1:{port}")).unwrap();
+        let started = std::time::Instant::now();
+        let err = Client::new("ws://127.0.0.1:9/")
+            .proxy(proxy)
+            .connect_timeout(short)
+            .handshake_timeout(short)
+            .connect()
+            .unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.kind(), ErrorKind::Timeout, "{scheme}: {text}");
+        assert!(
+            text.contains(&format!("127.0.0.1:{port}")) && text.contains(phase),
+            "{scheme}: {text}"
+        );
+        assert!(
+            !text.contains(PASSWORD) && !text.contains(USER),
+            "{scheme}: {text}"
+        );
+        assert!(
+            started.elapsed() < TIMEOUT,
+            "{scheme}: {:?}",
+            started.elapsed()
+        );
+    }
 }
