@@ -95,7 +95,8 @@ pub struct Stats {
     pub pause_count: u64,
     /// How long reading has been paused in all.
     pub paused_for: Duration,
-    /// Median time a message waited in the inbox.
+    /// Median time a message waited in the inbox. The wait percentiles and
+    /// the max are taken over a sample: one message in eight is timed.
     pub wait_p50: Duration,
     /// 99th percentile of the time a message waited in the inbox.
     pub wait_p99: Duration,
@@ -193,9 +194,11 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
-    pub(crate) fn count_in(&self, bytes: usize) {
-        self.messages_in.fetch_add(1, Relaxed);
-        self.bytes_in.fetch_add(bytes as u64, Relaxed);
+    pub(crate) fn count_in_batch(&self, messages: u64, bytes: u64) {
+        if messages > 0 {
+            self.messages_in.fetch_add(messages, Relaxed);
+            self.bytes_in.fetch_add(bytes, Relaxed);
+        }
     }
 
     pub(crate) fn count_out(&self, bytes: usize) {

@@ -68,6 +68,8 @@ pub(super) struct IoThread {
     seen_direct: u64,
     /// The inbox's count of messages taken, as of the last turn.
     seen_taken: u64,
+    /// Messages and bytes read since the last `push`, not yet in the counters.
+    uncounted: (u64, u64),
     /// Bytes read off the stream (by any thread) as of the last turn: any
     /// byte is a sign of life, a message in progress too.
     seen_bytes: u64,
@@ -106,6 +108,7 @@ impl IoThread {
             seen_direct: 0,
             seen_taken: 0,
             seen_bytes: 0,
+            uncounted: (0, 0),
         }
     }
 
@@ -160,6 +163,8 @@ impl IoThread {
             // Before `recv` can report the end, so that a send after it fails.
             sh.ended.store(true, Ordering::Release);
         }
+        let (n, bytes) = std::mem::take(&mut self.uncounted);
+        sh.counters.count_in_batch(n, bytes);
         // Everything read before the end is delivered first, then the error.
         sh.inbox.finish(&mut self.pending, ended.error);
         if let Some(code) = ended.owed_close {
@@ -445,8 +450,10 @@ impl IoThread {
             _ => {}
         }
         let msg = self.unpin.unpin(msg);
-        let len = payload_len(&msg);
-        self.shared.counters.count_in(len);
+        // Counted per batch (in `push`): two shared atomics per message cost
+        // more than the rest of this function.
+        self.uncounted.0 += 1;
+        self.uncounted.1 += payload_len(&msg) as u64;
         match self.shared.inbox.classify(msg) {
             Some(item) => {
                 self.pending_bytes += item.size();
@@ -469,6 +476,8 @@ impl IoThread {
 
     /// Moves the batch into the inbox; `false` when the inbox is full (pause).
     fn push(&mut self) -> bool {
+        let (n, bytes) = std::mem::take(&mut self.uncounted);
+        self.shared.counters.count_in_batch(n, bytes);
         let all = self
             .shared
             .inbox
