@@ -348,6 +348,8 @@ struct AppShared {
     current: Mutex<Option<Sender>>,
     last_stats: Mutex<Stats>,
     closed: AtomicBool,
+    /// Set when `run_forever` has returned: sends fail with `AppEnded`.
+    ended: AtomicBool,
     /// Wakes a backoff sleep when the user closes.
     sleep: (Mutex<()>, Condvar),
 }
@@ -394,6 +396,7 @@ impl AppSender {
         let sender = self.shared.current().clone();
         match sender {
             Some(s) => f(&s),
+            None if self.shared.ended.load(Ordering::Acquire) => Err(Error::AppEnded),
             None => Err(Error::NotConnected),
         }
     }
@@ -402,7 +405,8 @@ impl AppSender {
     ///
     /// # Errors
     ///
-    /// [`Error::NotConnected`] between connections; [`Error::Closed`] after `close`.
+    /// [`Error::NotConnected`] between connections; [`Error::Closed`] after `close`;
+    /// [`Error::AppEnded`] once `run_forever` has returned.
     ///
     /// # Examples
     ///
@@ -745,7 +749,9 @@ impl<H: Handler + 'static> WebSocketApp<H> {
         }
     }
 
-    /// Sends a ping every `interval` (from the I/O thread). See [`Client::ping_interval`].
+    /// Sends a keepalive ping every `interval` (from the I/O thread). On by
+    /// default (20 s, pong timeout 10 s), as on the `Client`; see
+    /// [`Client::ping_interval`] and [`no_keepalive`](WebSocketApp::no_keepalive).
     ///
     /// # Examples
     ///
@@ -769,6 +775,20 @@ impl<H: Handler + 'static> WebSocketApp<H> {
     /// ```
     pub fn ping_timeout(mut self, timeout: Duration) -> Self {
         self.client = self.client.ping_timeout(timeout);
+        self
+    }
+
+    /// Turns keepalive off (no pings, no pong timeout). See [`Client::no_keepalive`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let app = wsapp::WebSocketApp::new(wsapp::Client::new("ws://h/"));
+    /// let app = app.no_keepalive();
+    /// assert!(format!("{app:?}").contains("ping_interval: None"));
+    /// ```
+    pub fn no_keepalive(mut self) -> Self {
+        self.client = self.client.no_keepalive();
         self
     }
 
@@ -923,6 +943,12 @@ impl<H: Handler + 'static> WebSocketApp<H> {
     /// # Ok::<(), wsapp::Error>(())
     /// ```
     pub fn run_forever(mut self) -> Result<()> {
+        let result = self.run_until_end();
+        self.sender.shared.ended.store(true, Ordering::Release);
+        result
+    }
+
+    fn run_until_end(&mut self) -> Result<()> {
         self.client.validate()?;
         let mut attempt: u32 = 0;
         let mut opened_before = false;

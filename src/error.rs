@@ -157,6 +157,33 @@ pub enum Error {
         /// The panic message.
         message: String,
     },
+    /// The upgrade response broke RFC 6455 4.1: not HTTP (or a TLS reply to
+    /// `ws://`), no `Upgrade: websocket` or `Connection: upgrade` token, a bad
+    /// `Sec-WebSocket-Accept`, a head too long. [`Error::kind`] is [`ErrorKind::Handshake`].
+    Upgrade {
+        /// What was wrong with the response.
+        problem: String,
+    },
+    /// The server's `Sec-WebSocket-Extensions` named an extension the client
+    /// did not offer.
+    Extension {
+        /// The extensions the client offered.
+        offered: Vec<String>,
+        /// What was wrong with the server's answer.
+        problem: String,
+    },
+    /// The TLS session failed after the TLS handshake, during the upgrade: a TLS
+    /// 1.3 server that wants a client certificate says so here, with an alert.
+    /// [`Error::kind`] is [`ErrorKind::Tls`].
+    TlsSession {
+        /// The name the certificate was checked against.
+        host: String,
+        /// The TLS library's error.
+        source: io::Error,
+    },
+    /// The app has ended (`run_forever` returned); nothing more can be sent.
+    /// [`Error::kind`] is [`ErrorKind::Closed`].
+    AppEnded,
 }
 
 /// A `Copy` summary of an [`Error`], for matching.
@@ -206,6 +233,8 @@ pub enum ErrorKind {
     NotConnected,
     /// [`Error::Handler`]
     Handler,
+    /// [`Error::Extension`]
+    Extension,
 }
 
 impl Error {
@@ -230,6 +259,10 @@ impl Error {
             Error::Io(_) => ErrorKind::Io,
             Error::NotConnected => ErrorKind::NotConnected,
             Error::Handler { .. } => ErrorKind::Handler,
+            Error::Upgrade { .. } => ErrorKind::Handshake,
+            Error::Extension { .. } => ErrorKind::Extension,
+            Error::TlsSession { .. } => ErrorKind::Tls,
+            Error::AppEnded => ErrorKind::Closed,
         }
     }
 
@@ -259,6 +292,7 @@ impl Error {
             Error::Timeout(p) => Error::Timeout(*p),
             Error::NotConnected => Error::NotConnected,
             Error::InvalidCloseCode => Error::InvalidCloseCode,
+            Error::AppEnded => Error::AppEnded,
             other => Error::ConnectionLost(io::Error::other(other.to_string())),
         }
     }
@@ -376,6 +410,26 @@ impl fmt::Display for Error {
             Error::Io(e) => write!(f, "io: {e}"),
             Error::NotConnected => write!(f, "not connected: the app is reconnecting; try again after on_open/on_reconnect"),
             Error::Handler { callback, message } => write!(f, "handler: {callback} panicked: {message}"),
+            Error::Upgrade { problem } => write!(f, "handshake: {problem}"),
+            Error::Extension { offered, problem } if offered.is_empty() => {
+                write!(f, "handshake: extension: {problem} (offered: none)")
+            }
+            Error::Extension { offered, problem } => write!(
+                f,
+                "handshake: extension: {problem} (offered: {})",
+                offered.join(", ")
+            ),
+            Error::TlsSession { host, source } => {
+                write!(f, "tls: {host}: {source}")?;
+                if source.to_string().contains("certificate required") {
+                    f.write_str(" (the server wants a client certificate: set Client::identity)")?;
+                }
+                Ok(())
+            }
+            Error::AppEnded => write!(
+                f,
+                "closed: the app has ended (run_forever returned); start a new app to send again"
+            ),
         }
     }
 }
@@ -389,6 +443,7 @@ impl std::error::Error for Error {
             Error::Protocol(e) => Some(e),
             Error::Capacity(e) => Some(e),
             Error::ConnectionLost(e) | Error::Io(e) => Some(e),
+            Error::TlsSession { source, .. } => Some(source),
             _ => None,
         }
     }
