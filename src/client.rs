@@ -714,9 +714,11 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::Url`], [`Error::Config`] before any I/O; then [`Error::Dns`],
-    /// [`Error::Connect`], [`Error::Timeout`], [`Error::Tls`],
-    /// [`Error::HandshakeRejected`] (with status, headers and the start of the
-    /// body), [`Error::Handshake`] or [`Error::Subprotocol`].
+    /// [`Error::Connect`], [`Error::Timeout`], [`Error::Tls`] (or
+    /// [`Error::TlsSession`] for a TLS alert during the upgrade),
+    /// [`Error::HandshakeRejected`] (with status, headers and the body, at most
+    /// 64 KiB), [`Error::Redirect`], [`Error::Upgrade`] (a response that breaks
+    /// RFC 6455), [`Error::Extension`] or [`Error::Subprotocol`].
     ///
     /// # Examples
     ///

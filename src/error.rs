@@ -13,10 +13,27 @@ use crate::{CloseFrame, Message};
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The HTTP response of a refused or completed upgrade: status, headers and,
-/// for a refusal, the start of the body.
+/// for a refusal, the body (up to its length, at most 64 KiB).
+///
+/// # Examples
+///
+/// ```no_run
+/// let ws = wsapp::connect("ws://127.0.0.1:9001/")?;
+/// let resp: &wsapp::Response = ws.response();
+/// println!("{} {:?}", resp.status(), resp.headers().get("Server"));
+/// # Ok::<(), wsapp::Error>(())
+/// ```
 pub type Response = tungstenite::handshake::client::Response;
 
 /// Which step of a connection's life a [`Error::Timeout`] happened in.
+///
+/// # Examples
+///
+/// ```
+/// let err = wsapp::Error::Timeout(wsapp::Phase::Pong);
+/// assert!(matches!(err, wsapp::Error::Timeout(wsapp::Phase::Pong)));
+/// assert_eq!(wsapp::Phase::Handshake.to_string(), "WebSocket handshake");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Phase {
@@ -119,8 +136,8 @@ pub enum Error {
         /// Why it was not followed.
         reason: String,
     },
-    /// The upgrade failed for another reason (bad `Sec-WebSocket-Accept`,
-    /// missing `Upgrade` header, a response that is not HTTP, ...).
+    /// tungstenite reported an error it has no other variant for. The upgrade's
+    /// own failures are [`Error::Upgrade`].
     Handshake(tungstenite::Error),
     /// The server chose a subprotocol that was not offered, or none when one was required.
     Subprotocol {
@@ -267,6 +284,15 @@ impl Error {
     }
 
     /// The close frame of a [`Error::Closed`], if the closing side sent one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use wsapp::{CloseCode, CloseFrame, Error};
+    /// let err = Error::Closed(Some(CloseFrame { code: CloseCode::Away, reason: "bye".into() }));
+    /// assert_eq!(err.close_frame().map(|f| u16::from(f.code)), Some(1001));
+    /// assert!(Error::Closed(None).close_frame().is_none());
+    /// ```
     pub fn close_frame(&self) -> Option<&CloseFrame> {
         match self {
             Error::Closed(frame) => frame.as_ref(),
