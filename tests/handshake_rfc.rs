@@ -2,7 +2,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -262,6 +262,25 @@ fn an_error_body_is_bounded() {
 }
 
 #[test]
+fn a_redirect_without_a_length_from_a_keep_alive_server_is_not_waited_on() {
+    let server = replying_server(
+        |_| vec![b"HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\n\r\nmoved".to_vec()],
+        Duration::ZERO,
+    );
+    let start = Instant::now();
+    let err = client(&server.url()).redirects(0).connect().unwrap_err();
+    let Error::HandshakeRejected(resp) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(resp.status(), 302);
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
 fn ws_to_a_tls_server_says_to_use_wss() {
     // A TLS alert record (protocol version, 2 bytes: fatal, protocol_version)
     // and the start of a ServerHello-like record: what a TLS server may send.
@@ -347,6 +366,8 @@ fn tls13_server_requiring_a_client_cert() -> Option<(OpensslServer, u16)> {
             return None;
         };
         if common::peers::wait_ready(&mut child, port, Duration::from_secs(5)) {
+            // s_server has read its files.
+            let _ = std::fs::remove_dir_all(&dir);
             return Some((OpensslServer(child), port));
         }
         let _ = child.kill();
@@ -360,8 +381,6 @@ fn tls13_alert_during_the_upgrade_read_is_a_tls_error() {
     let Some((_server, port)) = tls13_server_requiring_a_client_cert() else {
         return;
     };
-    // The readiness probe was a plain TCP connect; make sure s_server is back to accept.
-    let _ = TcpStream::connect(("127.0.0.1", port));
     let err = client(&format!("wss://localhost:{port}/"))
         .danger_accept_invalid_certs(true)
         .connect()

@@ -144,7 +144,15 @@ fn read_body(
     mut raw: Vec<u8>,
     deadline: Instant,
 ) -> Vec<u8> {
-    let framing = response::body_length(head);
+    let framing = match response::body_length(head) {
+        // A redirect's body is not what anyone waits for: without a length,
+        // take what came with the head rather than wait for the end of the
+        // connection (a keep-alive server would hold it to the deadline).
+        BodyLength::UntilEof if redirect::is_redirect_status(head.status()) => {
+            return truncate(raw);
+        }
+        framing => framing,
+    };
     // Chunk framing takes room too; bound what is read of it.
     let raw_cap = match framing {
         BodyLength::Chunked => 4 * MAX_ERROR_BODY,

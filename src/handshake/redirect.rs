@@ -11,7 +11,12 @@ use crate::Response;
 
 /// Whether a refusal is a redirect the handshake follows.
 pub(crate) fn is_redirect(resp: &Response) -> bool {
-    matches!(resp.status().as_u16(), 301 | 302 | 303 | 307 | 308)
+    is_redirect_status(resp.status())
+}
+
+/// Whether `status` is one the handshake follows.
+pub(crate) fn is_redirect_status(status: tungstenite::http::StatusCode) -> bool {
+    matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308)
 }
 
 /// Runs `hop` from `first`, following up to `max` redirects. On a redirect to
