@@ -50,35 +50,143 @@ use crate::{Bytes, CloseFrame, Message, Utf8Bytes};
 /// ```
 pub trait Handler: Send {
     /// The connection is open (the first time).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// struct Subscriber;
+    /// impl wsapp::Handler for Subscriber {
+    ///     fn on_open(&mut self, ws: &wsapp::AppSender) {
+    ///         let _ = ws.send_text(r#"{"subscribe":"trades"}"#);
+    ///     }
+    /// }
+    /// let app = wsapp::WebSocketApp::with_handler(wsapp::Client::new("ws://h/"), Subscriber);
+    /// # let _ = app;
+    /// ```
     fn on_open(&mut self, ws: &AppSender) {
         let _ = ws;
     }
     /// A text or binary message arrived.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// struct Echo;
+    /// impl wsapp::Handler for Echo {
+    ///     fn on_message(&mut self, ws: &wsapp::AppSender, msg: wsapp::Message) {
+    ///         let _ = ws.send(msg);
+    ///     }
+    /// }
+    /// let mut h = Echo;
+    /// wsapp::Handler::on_message(&mut h, &wsapp::AppSender::default(), wsapp::Message::text("hi"));
+    /// ```
     fn on_message(&mut self, ws: &AppSender, msg: Message) {
         let _ = (ws, msg);
     }
     /// The server sent a ping (the pong is already on its way).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// struct Pings(u64);
+    /// impl wsapp::Handler for Pings {
+    ///     fn on_ping(&mut self, _ws: &wsapp::AppSender, _payload: wsapp::Bytes) {
+    ///         self.0 += 1;
+    ///     }
+    /// }
+    /// let mut h = Pings(0);
+    /// wsapp::Handler::on_ping(&mut h, &wsapp::AppSender::default(), wsapp::Bytes::new());
+    /// assert_eq!(h.0, 1);
+    /// ```
     fn on_ping(&mut self, ws: &AppSender, payload: Bytes) {
         let _ = (ws, payload);
     }
     /// The server sent a pong.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// struct LastPong(Option<std::time::Instant>);
+    /// impl wsapp::Handler for LastPong {
+    ///     fn on_pong(&mut self, _ws: &wsapp::AppSender, _payload: wsapp::Bytes) {
+    ///         self.0 = Some(std::time::Instant::now());
+    ///     }
+    /// }
+    /// let mut h = LastPong(None);
+    /// wsapp::Handler::on_pong(&mut h, &wsapp::AppSender::default(), wsapp::Bytes::new());
+    /// assert!(h.0.is_some());
+    /// ```
     fn on_pong(&mut self, ws: &AppSender, payload: Bytes) {
         let _ = (ws, payload);
     }
     /// Something failed: connecting, the connection, or a callback.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// struct Log;
+    /// impl wsapp::Handler for Log {
+    ///     fn on_error(&mut self, _ws: &wsapp::AppSender, err: &wsapp::Error) {
+    ///         eprintln!("{:?}: {err}", err.kind());
+    ///     }
+    /// }
+    /// let mut h = Log;
+    /// wsapp::Handler::on_error(&mut h, &wsapp::AppSender::default(), &wsapp::Error::NotConnected);
+    /// ```
     fn on_error(&mut self, ws: &AppSender, err: &Error) {
         let _ = (ws, err);
     }
     /// A connection that opened has ended: with the peer's close frame after a
     /// close handshake, `None` after an abrupt end. Called once per connection.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// struct Closes(Vec<Option<u16>>);
+    /// impl wsapp::Handler for Closes {
+    ///     fn on_close(&mut self, _ws: &wsapp::AppSender, frame: Option<wsapp::CloseFrame>) {
+    ///         self.0.push(frame.map(|f| u16::from(f.code)));
+    ///     }
+    /// }
+    /// let mut h = Closes(Vec::new());
+    /// wsapp::Handler::on_close(&mut h, &wsapp::AppSender::default(), None);
+    /// assert_eq!(h.0, [None]);
+    /// ```
     fn on_close(&mut self, ws: &AppSender, frame: Option<CloseFrame>) {
         let _ = (ws, frame);
     }
     /// A reconnect succeeded. Defaults to calling `on_open`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// struct Resume { last_seq: u64 }
+    /// impl wsapp::Handler for Resume {
+    ///     fn on_reconnect(&mut self, ws: &wsapp::AppSender) {
+    ///         let _ = ws.send_text(format!("resume {}", self.last_seq));
+    ///     }
+    /// }
+    /// let app = wsapp::WebSocketApp::with_handler(wsapp::Client::new("ws://h/"), Resume { last_seq: 0 });
+    /// # let _ = app;
+    /// ```
     fn on_reconnect(&mut self, ws: &AppSender) {
         self.on_open(ws)
     }
     /// Called every stats interval (see [`WebSocketApp::stats_interval`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// struct Watch;
+    /// impl wsapp::Handler for Watch {
+    ///     fn on_stats(&mut self, _ws: &wsapp::AppSender, stats: &wsapp::Stats) {
+    ///         eprintln!("{stats}");
+    ///     }
+    /// }
+    /// let app = wsapp::WebSocketApp::with_handler(wsapp::Client::new("ws://h/"), Watch)
+    ///     .stats_interval(std::time::Duration::from_secs(5));
+    /// # let _ = app;
+    /// ```
     fn on_stats(&mut self, ws: &AppSender, stats: &Stats) {
         let _ = (ws, stats);
     }
@@ -89,6 +197,16 @@ type Cb<T> = Box<dyn FnMut(&AppSender, T) + Send>;
 type CbRef<T> = Box<dyn FnMut(&AppSender, &T) + Send>;
 
 /// The [`Handler`] made from closures by [`WebSocketApp::new`] and its `on_*` setters.
+///
+/// # Examples
+///
+/// ```
+/// let app: wsapp::WebSocketApp<wsapp::Callbacks> =
+///     wsapp::WebSocketApp::new(wsapp::Client::new("ws://h/")).on_message(|_ws, msg| println!("{msg}"));
+/// assert!(format!("{app:?}").contains("WebSocketApp"));
+/// let empty = wsapp::Callbacks::default();
+/// assert!(format!("{empty:?}").contains("on_message: false"));
+/// ```
 #[derive(Default)]
 pub struct Callbacks {
     open: Option<Cb0>,
@@ -348,6 +466,8 @@ struct AppShared {
     current: Mutex<Option<Sender>>,
     last_stats: Mutex<Stats>,
     closed: AtomicBool,
+    /// Set when `run_forever` has returned: sends fail with `AppEnded`.
+    ended: AtomicBool,
     /// Wakes a backoff sleep when the user closes.
     sleep: (Mutex<()>, Condvar),
 }
@@ -394,6 +514,7 @@ impl AppSender {
         let sender = self.shared.current().clone();
         match sender {
             Some(s) => f(&s),
+            None if self.shared.ended.load(Ordering::Acquire) => Err(Error::AppEnded),
             None => Err(Error::NotConnected),
         }
     }
@@ -402,7 +523,8 @@ impl AppSender {
     ///
     /// # Errors
     ///
-    /// [`Error::NotConnected`] between connections; [`Error::Closed`] after `close`.
+    /// [`Error::NotConnected`] between connections; [`Error::Closed`] after `close`;
+    /// [`Error::AppEnded`] once `run_forever` has returned.
     ///
     /// # Examples
     ///
@@ -745,7 +867,9 @@ impl<H: Handler + 'static> WebSocketApp<H> {
         }
     }
 
-    /// Sends a ping every `interval` (from the I/O thread). See [`Client::ping_interval`].
+    /// Sends a keepalive ping every `interval` (from the I/O thread). On by
+    /// default (20 s, pong timeout 10 s), as on the `Client`; see
+    /// [`Client::ping_interval`] and [`no_keepalive`](WebSocketApp::no_keepalive).
     ///
     /// # Examples
     ///
@@ -769,6 +893,20 @@ impl<H: Handler + 'static> WebSocketApp<H> {
     /// ```
     pub fn ping_timeout(mut self, timeout: Duration) -> Self {
         self.client = self.client.ping_timeout(timeout);
+        self
+    }
+
+    /// Turns keepalive off (no pings, no pong timeout). See [`Client::no_keepalive`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let app = wsapp::WebSocketApp::new(wsapp::Client::new("ws://h/"));
+    /// let app = app.no_keepalive();
+    /// assert!(format!("{app:?}").contains("ping_interval: None"));
+    /// ```
+    pub fn no_keepalive(mut self) -> Self {
+        self.client = self.client.no_keepalive();
         self
     }
 
@@ -923,6 +1061,12 @@ impl<H: Handler + 'static> WebSocketApp<H> {
     /// # Ok::<(), wsapp::Error>(())
     /// ```
     pub fn run_forever(mut self) -> Result<()> {
+        let result = self.run_until_end();
+        self.sender.shared.ended.store(true, Ordering::Release);
+        result
+    }
+
+    fn run_until_end(&mut self) -> Result<()> {
         self.client.validate()?;
         let mut attempt: u32 = 0;
         let mut opened_before = false;

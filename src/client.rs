@@ -17,12 +17,24 @@ use crate::queue::{FilterFn, Inbox, Overflow};
 use crate::socket::SocketOptions;
 use crate::stream::Stream;
 use crate::tls::TlsOptions;
-use crate::{Bytes, Message, Response};
+use crate::{Bytes, Message};
 
 /// What "no limit" means for message and frame sizes: the most memory can
 /// hold. tungstenite reserves a frame's announced length up front, and an
 /// unlimited 2^63 would make that allocation panic.
 const NO_LIMIT: usize = isize::MAX as usize;
+
+/// Keepalive is on by default, as in Python's `websockets`: a silent peer or a
+/// dead network ends the connection instead of holding it forever.
+const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(20);
+/// The longest pong timeout that follows the interval when none is set.
+const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The pong timeout for `interval` when none is set: half of it, at most 10 s
+/// (it must be shorter than the interval).
+fn default_ping_timeout(interval: Duration) -> Duration {
+    DEFAULT_PING_TIMEOUT.min(interval / 2)
+}
 
 /// Where the proxy setting comes from.
 #[derive(Debug, Clone)]
@@ -86,6 +98,8 @@ pub struct Client {
     filter: Option<FilterFn>,
     direct_reads: bool,
     io: IoOptions,
+    /// Whether `ping_timeout` was set, rather than following the interval.
+    ping_timeout_set: bool,
     redirects: u32,
     proxy: ProxyChoice,
     /// An option that could not be taken (a bad certificate, say), reported by `connect`.
@@ -135,10 +149,11 @@ impl Client {
             io: IoOptions {
                 outbox: 1024,
                 close_timeout: Duration::from_secs(5),
-                ping_interval: None,
-                ping_timeout: None,
+                ping_interval: Some(DEFAULT_PING_INTERVAL),
+                ping_timeout: Some(default_ping_timeout(DEFAULT_PING_INTERVAL)),
                 ping_payload: Bytes::new(),
             },
+            ping_timeout_set: false,
             redirects: 3,
             proxy: ProxyChoice::Env,
             deferred: None,
@@ -159,6 +174,15 @@ impl Client {
     /// Adds a request header. Values with CR or LF are refused at connect.
     /// Header values are never logged.
     ///
+    /// The headers the handshake writes itself are refused at connect with
+    /// [`Error::Config`]: `Host` (use [`host_header`](Client::host_header)),
+    /// `Upgrade`, `Connection`, `Sec-WebSocket-Key`, `Sec-WebSocket-Version`
+    /// and `Sec-WebSocket-Extensions` (extensions are negotiated by the
+    /// client). A `Sec-WebSocket-Protocol` header is merged with
+    /// [`subprotocols`](Client::subprotocols): its names are offered and
+    /// checked the same way. `Origin` and `Cookie` headers give way to
+    /// [`origin`](Client::origin) and [`cookie`](Client::cookie) when those are set.
+    ///
     /// # Examples
     ///
     /// ```
@@ -171,7 +195,8 @@ impl Client {
     }
 
     /// Subprotocols to offer; the server must choose one of them, else
-    /// [`Error::Subprotocol`]. Defaults to none.
+    /// [`Error::Subprotocol`]. Names given in a `Sec-WebSocket-Protocol`
+    /// [`header`](Client::header) are offered after these. Defaults to none.
     ///
     /// # Examples
     ///
@@ -447,23 +472,53 @@ impl Client {
         self
     }
 
-    /// Sends a ping every `interval` from the I/O thread. Defaults to off.
+    /// Sends a keepalive ping every `interval` from the I/O thread, while
+    /// nothing else is read. Unless [`ping_timeout`](Client::ping_timeout) is
+    /// set, the pong timeout follows: half the interval, at most 10 s.
+    /// Defaults to 20 s (with a 10 s timeout), so that a silent peer or a dead
+    /// network ends the connection with
+    /// [`Error::Timeout`]`(`[`Phase::Pong`](crate::Phase::Pong)`)` rather than
+    /// holding it forever (Python's `websockets` does the same);
+    /// [`no_keepalive`](Client::no_keepalive) turns it off.
     ///
     /// # Examples
     ///
     /// ```
-    /// let c = wsapp::Client::new("ws://h/").ping_interval(std::time::Duration::from_secs(20));
+    /// let c = wsapp::Client::new("ws://h/").ping_interval(std::time::Duration::from_secs(30));
     /// # let _ = c;
     /// ```
     pub fn ping_interval(mut self, interval: Duration) -> Client {
         self.io.ping_interval = Some(interval);
+        if !self.ping_timeout_set {
+            self.io.ping_timeout = Some(default_ping_timeout(interval));
+        }
+        self
+    }
+
+    /// Turns keepalive off: no pings, no pong timeout. A silent peer then
+    /// holds the connection until the kernel gives up on it (see
+    /// [`tcp_keepalive`](Client::tcp_keepalive)). Keepalive is on by default
+    /// ([`ping_interval`](Client::ping_interval)); setting an interval after
+    /// this turns it on again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = wsapp::Client::new("ws://h/").no_keepalive();
+    /// assert!(format!("{c:?}").contains("ping_interval: None"));
+    /// ```
+    pub fn no_keepalive(mut self) -> Client {
+        self.io.ping_interval = None;
+        self.io.ping_timeout = None;
+        self.ping_timeout_set = false;
         self
     }
 
     /// Ends the connection with [`Error::Timeout`]`(`[`Phase::Pong`](crate::Phase::Pong)`)`
     /// when nothing at all is read within `timeout` of a keepalive ping. While
     /// reading is paused by backpressure the deadline is suspended. Must be
-    /// shorter than the interval. Defaults to off.
+    /// shorter than the interval. Defaults to 10 s (half the interval, at most
+    /// 10 s, when only the interval is set).
     ///
     /// # Examples
     ///
@@ -476,6 +531,7 @@ impl Client {
     /// ```
     pub fn ping_timeout(mut self, timeout: Duration) -> Client {
         self.io.ping_timeout = Some(timeout);
+        self.ping_timeout_set = true;
         self
     }
 
@@ -565,7 +621,10 @@ impl Client {
             Certificate::from_der(pem_or_der)
         };
         match parsed {
-            Ok(c) => self.tls.roots.push(c),
+            Ok(c) => {
+                self.tls.roots.push(c);
+                self.tls.changed();
+            }
             Err(e) => self.deferred = Some(format!("root certificate: {e}")),
         }
         self
@@ -577,12 +636,13 @@ impl Client {
     ///
     /// ```no_run
     /// let (cert, key) = (std::fs::read("c.pem").unwrap(), std::fs::read("k.pem").unwrap());
-    /// let id = native_tls::Identity::from_pkcs8(&cert, &key).unwrap();
+    /// let id = wsapp::native_tls::Identity::from_pkcs8(&cert, &key).unwrap();
     /// let c = wsapp::Client::new("wss://localhost/").identity(id);
     /// # let _ = c;
     /// ```
     pub fn identity(mut self, identity: Identity) -> Client {
         self.tls.identity = Some(identity);
+        self.tls.changed();
         self
     }
 
@@ -611,6 +671,7 @@ impl Client {
     /// ```
     pub fn danger_accept_invalid_certs(mut self, accept: bool) -> Client {
         self.tls.accept_invalid_certs = accept;
+        self.tls.changed();
         self
     }
 
@@ -625,20 +686,25 @@ impl Client {
     /// ```
     pub fn danger_accept_invalid_hostnames(mut self, accept: bool) -> Client {
         self.tls.accept_invalid_hostnames = accept;
+        self.tls.changed();
         self
     }
 
-    /// Uses a connector built by the caller; the other TLS options are then ignored.
+    /// Uses a connector built by the caller (with [`native_tls`](crate::native_tls),
+    /// re-exported); the other TLS options are then ignored. Without one, the
+    /// connector is built from the options on the first `wss://` connect and
+    /// shared by clones of this `Client` and their reconnects.
     ///
     /// # Examples
     ///
     /// ```no_run
-    /// let tls = native_tls::TlsConnector::new().unwrap();
+    /// let tls = wsapp::native_tls::TlsConnector::new().unwrap();
     /// let c = wsapp::Client::new("wss://example.com/").tls_connector(tls);
     /// # let _ = c;
     /// ```
     pub fn tls_connector(mut self, connector: TlsConnector) -> Client {
         self.tls.connector = Some(connector);
+        self.tls.changed();
         self
     }
 
@@ -648,9 +714,11 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::Url`], [`Error::Config`] before any I/O; then [`Error::Dns`],
-    /// [`Error::Connect`], [`Error::Timeout`], [`Error::Tls`],
-    /// [`Error::HandshakeRejected`] (with status, headers and the start of the
-    /// body), [`Error::Handshake`] or [`Error::Subprotocol`].
+    /// [`Error::Connect`], [`Error::Timeout`], [`Error::Tls`] (or
+    /// [`Error::TlsSession`] for a TLS alert during the upgrade),
+    /// [`Error::HandshakeRejected`] (with status, headers and the body, at most
+    /// 64 KiB), [`Error::Redirect`], [`Error::Upgrade`] (a response that breaks
+    /// RFC 6455), [`Error::Extension`] or [`Error::Subprotocol`].
     ///
     /// # Examples
     ///
@@ -668,40 +736,13 @@ impl Client {
         }
         self.validate()?;
         let first = crate::url::parse(&self.url)?;
-        let mut target = first.clone();
-        let mut visited = vec![target.url.clone()];
-        let mut handshake = self.handshake.clone();
-        let mut tls = self.tls.clone();
-        loop {
-            match self.connect_once(&target, &handshake, &tls) {
-                Err(Error::HandshakeRejected(resp)) if self.redirects > 0 && is_redirect(&resp) => {
-                    let next = redirect_target(&target, &resp)?;
-                    let reason = if visited.contains(&next.url) {
-                        format!("redirect loop back to {}", next.url)
-                    } else if visited.len() > self.redirects as usize {
-                        let n = self.redirects;
-                        format!("more than {n} redirect{}", if n == 1 { "" } else { "s" })
-                    } else {
-                        log::debug!("redirected ({}) to {}", resp.status(), next.url);
-                        if (next.secure, &next.host, next.port)
-                            != (first.secure, &first.host, first.port)
-                        {
-                            // Credentials and overrides were meant for the first origin only.
-                            handshake = handshake.for_other_origin();
-                            tls.server_name = None;
-                        }
-                        visited.push(next.url.clone());
-                        target = next;
-                        continue;
-                    };
-                    return Err(Error::Redirect {
-                        url: target.url,
-                        reason,
-                    });
-                }
-                other => return other,
-            }
-        }
+        crate::handshake::follow_redirects(
+            first,
+            self.redirects,
+            &self.handshake,
+            &self.tls,
+            |target, handshake, tls| self.connect_once(target, handshake, tls),
+        )
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
@@ -725,6 +766,10 @@ impl Client {
         tls: &TlsOptions,
     ) -> Result<WebSocket> {
         let request = crate::handshake::request(target, handshake)?;
+        if target.secure {
+            // Built (once per client) before the clock of the handshake starts.
+            tls.connector(&target.host)?;
+        }
         let proxy = match &self.proxy {
             ProxyChoice::Env => crate::proxy::from_env(target),
             ProxyChoice::Direct => None,
@@ -744,10 +789,11 @@ impl Client {
         if target.secure {
             stream = crate::tls::wrap(stream, &target.host, tls, deadline)?;
         }
+        let tls_name = tls.server_name.as_deref().unwrap_or(&target.host);
         let (ws, response) = crate::handshake::handshake(
             stream,
-            request,
-            &handshake.subprotocols,
+            &request,
+            target.secure.then_some(tls_name),
             self.ws_config,
             deadline,
         )?;
@@ -758,46 +804,4 @@ impl Client {
             Inbox::new(queue, queue_bytes, overflow, filter, direct, resume)
         })
     }
-}
-
-fn is_redirect(resp: &Response) -> bool {
-    matches!(resp.status().as_u16(), 301 | 302 | 303 | 307 | 308)
-}
-
-/// The next hop of a redirect: `Location` resolved against the current URL,
-/// `http(s)` mapped to `ws(s)`, and never from `wss` down to `ws`.
-fn redirect_target(current: &crate::url::Target, resp: &Response) -> Result<crate::url::Target> {
-    let location = resp
-        .headers()
-        .get("Location")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| Error::Redirect {
-            url: current.url.clone(),
-            reason: format!("{} without a Location header", resp.status()),
-        })?;
-    let base =
-        url::Url::parse(&current.url).map_err(|e| Error::url(&current.url, e.to_string()))?;
-    let mut next = base
-        .join(location)
-        .map_err(|e| Error::url(location, format!("redirect Location: {e}")))?;
-    let scheme = match next.scheme() {
-        "http" | "ws" => "ws",
-        "https" | "wss" => "wss",
-        other => {
-            return Err(Error::url(
-                location,
-                format!("redirect to scheme {other:?} refused"),
-            ))
-        }
-    };
-    if current.secure && scheme == "ws" {
-        return Err(Error::Redirect {
-            url: current.url.clone(),
-            reason: format!("refused to go from wss:// down to ws:// ({location})"),
-        });
-    }
-    let rest = &next.as_str()[next.scheme().len()..];
-    let text = format!("{scheme}{rest}");
-    next = url::Url::parse(&text).map_err(|e| Error::url(&text, e.to_string()))?;
-    crate::url::parse(next.as_str())
 }

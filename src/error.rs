@@ -13,10 +13,27 @@ use crate::{CloseFrame, Message};
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The HTTP response of a refused or completed upgrade: status, headers and,
-/// for a refusal, the start of the body.
+/// for a refusal, the body (up to its length, at most 64 KiB).
+///
+/// # Examples
+///
+/// ```no_run
+/// let ws = wsapp::connect("ws://127.0.0.1:9001/")?;
+/// let resp: &wsapp::Response = ws.response();
+/// println!("{} {:?}", resp.status(), resp.headers().get("Server"));
+/// # Ok::<(), wsapp::Error>(())
+/// ```
 pub type Response = tungstenite::handshake::client::Response;
 
 /// Which step of a connection's life a [`Error::Timeout`] happened in.
+///
+/// # Examples
+///
+/// ```
+/// let err = wsapp::Error::Timeout(wsapp::Phase::Pong);
+/// assert!(matches!(err, wsapp::Error::Timeout(wsapp::Phase::Pong)));
+/// assert_eq!(wsapp::Phase::Handshake.to_string(), "WebSocket handshake");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Phase {
@@ -119,8 +136,8 @@ pub enum Error {
         /// Why it was not followed.
         reason: String,
     },
-    /// The upgrade failed for another reason (bad `Sec-WebSocket-Accept`,
-    /// missing `Upgrade` header, a response that is not HTTP, ...).
+    /// tungstenite reported an error it has no other variant for. The upgrade's
+    /// own failures are [`Error::Upgrade`].
     Handshake(tungstenite::Error),
     /// The server chose a subprotocol that was not offered, or none when one was required.
     Subprotocol {
@@ -192,6 +209,33 @@ pub enum Error {
         /// What went wrong.
         error: Box<Error>,
     },
+    /// The upgrade response broke RFC 6455 4.1: not HTTP (or a TLS reply to
+    /// `ws://`), no `Upgrade: websocket` or `Connection: upgrade` token, a bad
+    /// `Sec-WebSocket-Accept`, a head too long. [`Error::kind`] is [`ErrorKind::Handshake`].
+    Upgrade {
+        /// What was wrong with the response.
+        problem: String,
+    },
+    /// The server's `Sec-WebSocket-Extensions` named an extension the client
+    /// did not offer.
+    Extension {
+        /// The extensions the client offered.
+        offered: Vec<String>,
+        /// What was wrong with the server's answer.
+        problem: String,
+    },
+    /// The TLS session failed after the TLS handshake, during the upgrade: a TLS
+    /// 1.3 server that wants a client certificate says so here, with an alert.
+    /// [`Error::kind`] is [`ErrorKind::Tls`].
+    TlsSession {
+        /// The name the certificate was checked against.
+        host: String,
+        /// The TLS library's error.
+        source: io::Error,
+    },
+    /// The app has ended (`run_forever` returned); nothing more can be sent.
+    /// [`Error::kind`] is [`ErrorKind::Closed`].
+    AppEnded,
 }
 
 /// A `Copy` summary of an [`Error`], for matching.
@@ -242,6 +286,8 @@ pub enum ErrorKind {
     NotConnected,
     /// [`Error::Handler`]
     Handler,
+    /// [`Error::Extension`]
+    Extension,
 }
 
 impl Error {
@@ -267,10 +313,23 @@ impl Error {
             Error::NotConnected => ErrorKind::NotConnected,
             Error::Handler { .. } => ErrorKind::Handler,
             Error::AtProxy { error, .. } => error.kind(),
+            Error::Upgrade { .. } => ErrorKind::Handshake,
+            Error::Extension { .. } => ErrorKind::Extension,
+            Error::TlsSession { .. } => ErrorKind::Tls,
+            Error::AppEnded => ErrorKind::Closed,
         }
     }
 
     /// The close frame of a [`Error::Closed`], if the closing side sent one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use wsapp::{CloseCode, CloseFrame, Error};
+    /// let err = Error::Closed(Some(CloseFrame { code: CloseCode::Away, reason: "bye".into() }));
+    /// assert_eq!(err.close_frame().map(|f| u16::from(f.code)), Some(1001));
+    /// assert!(Error::Closed(None).close_frame().is_none());
+    /// ```
     pub fn close_frame(&self) -> Option<&CloseFrame> {
         match self {
             Error::Closed(frame) => frame.as_ref(),
@@ -296,6 +355,7 @@ impl Error {
             Error::Timeout(p) => Error::Timeout(*p),
             Error::NotConnected => Error::NotConnected,
             Error::InvalidCloseCode => Error::InvalidCloseCode,
+            Error::AppEnded => Error::AppEnded,
             other => Error::ConnectionLost(io::Error::other(other.to_string())),
         }
     }
@@ -429,6 +489,26 @@ impl fmt::Display for Error {
             Error::NotConnected => write!(f, "not connected: the app is reconnecting; try again after on_open/on_reconnect"),
             Error::Handler { callback, message } => write!(f, "handler: {callback} panicked: {message}"),
             Error::AtProxy { proxy, error } => write!(f, "proxy {proxy}: {error}"),
+            Error::Upgrade { problem } => write!(f, "handshake: {problem}"),
+            Error::Extension { offered, problem } if offered.is_empty() => {
+                write!(f, "handshake: extension: {problem} (offered: none)")
+            }
+            Error::Extension { offered, problem } => write!(
+                f,
+                "handshake: extension: {problem} (offered: {})",
+                offered.join(", ")
+            ),
+            Error::TlsSession { host, source } => {
+                write!(f, "tls: {host}: {source}")?;
+                if source.to_string().contains("certificate required") {
+                    f.write_str(" (the server wants a client certificate: set Client::identity)")?;
+                }
+                Ok(())
+            }
+            Error::AppEnded => write!(
+                f,
+                "closed: the app has ended (run_forever returned); start a new app to send again"
+            ),
         }
     }
 }
@@ -443,6 +523,7 @@ impl std::error::Error for Error {
             Error::Capacity(e) => Some(e),
             Error::ConnectionLost(e) | Error::Io(e) => Some(e),
             Error::AtProxy { error, .. } => Some(&**error),
+            Error::TlsSession { source, .. } => Some(source),
             _ => None,
         }
     }

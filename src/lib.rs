@@ -26,3 +26,16 @@ pub use stats::{Drops, Reader, Stats};
 pub use tungstenite::protocol::frame::coding::CloseCode;
 pub use tungstenite::protocol::frame::{CloseFrame, Utf8Bytes};
 pub use tungstenite::{Bytes, Message};
+
+/// The TLS crate `wsapp` is built on, for [`Client::identity`] and
+/// [`Client::tls_connector`] without a second, matching dependency.
+///
+/// # Examples
+///
+/// ```
+/// use wsapp::native_tls::TlsConnector;
+/// let tls = TlsConnector::builder().min_protocol_version(None).build().unwrap();
+/// let client = wsapp::Client::new("wss://example.com/").tls_connector(tls);
+/// # let _ = client;
+/// ```
+pub use native_tls;
