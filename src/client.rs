@@ -37,6 +37,9 @@ fn default_ping_timeout(interval: Duration) -> Duration {
 }
 
 /// Where the proxy setting comes from.
+/// [`Client::outbox_bytes`]'s default.
+const DEFAULT_OUTBOX_BYTES: usize = 16 << 20;
+
 #[derive(Debug, Clone)]
 enum ProxyChoice {
     /// `http_proxy`/`https_proxy`/`all_proxy` and `no_proxy`, read at each connect.
@@ -148,6 +151,7 @@ impl Client {
             direct_reads: true,
             io: IoOptions {
                 outbox: 1024,
+                outbox_bytes: DEFAULT_OUTBOX_BYTES,
                 close_timeout: Duration::from_secs(5),
                 ping_interval: Some(DEFAULT_PING_INTERVAL),
                 ping_timeout: Some(default_ping_timeout(DEFAULT_PING_INTERVAL)),
@@ -426,6 +430,22 @@ impl Client {
     /// ```
     pub fn direct_reads(mut self, enabled: bool) -> Client {
         self.direct_reads = enabled;
+        self
+    }
+
+    /// The outbox bound in payload bytes: `send` waits and `try_send` fails
+    /// while queued messages hold this much (an empty outbox takes any one
+    /// message). Defaults to 16 MiB, as OkHttp's outgoing queue: a peer that
+    /// reads slowly holds at most that much of the sender's memory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = wsapp::Client::new("ws://h/").outbox_bytes(1 << 20);
+    /// # let _ = c;
+    /// ```
+    pub fn outbox_bytes(mut self, bytes: usize) -> Client {
+        self.io.outbox_bytes = bytes;
         self
     }
 

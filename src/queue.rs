@@ -302,7 +302,8 @@ impl Inbox {
         self.front.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn len(&self) -> usize {
+    /// Messages queued, including those a consumer has taken ahead.
+    pub(crate) fn len(&self) -> usize {
         self.shared_len.load(Ordering::Acquire) + self.front_len.load(Ordering::Acquire)
     }
 

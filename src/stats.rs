@@ -104,6 +104,8 @@ pub struct Stats {
     pub wait_max: Duration,
     /// Messages waiting in the outbox to be written.
     pub outbox: usize,
+    /// Their payload bytes (bounded by [`Client::outbox_bytes`](crate::Client::outbox_bytes)).
+    pub outbox_bytes: usize,
     /// Bytes in the kernel's receive queue (`Recv-Q`), where the platform tells.
     pub kernel_recv_queue: Option<usize>,
     /// Effective `SO_RCVBUF` as the kernel reports it (Linux doubles the request).
@@ -156,7 +158,8 @@ impl fmt::Display for Stats {
         write!(
             f,
             "Recv-Q {} rcvbuf {} | inbox {}/{} ({} B, peak {}) | in {} delivered {} ({} direct) dropped {} \
-             (newest {} oldest {} priority {} conflated {} filtered {}) | {} x{} {:.1?} | wait p50 {:.1?} p99 {:.1?} max {:.1?}",
+             (newest {} oldest {} priority {} conflated {} filtered {}) | {} paused x{} {:.1?} | reader {} | \
+             wait p50 {:.1?} p99 {:.1?} max {:.1?} | outbox {} ({} B)",
             opt(self.kernel_recv_queue),
             opt(self.recv_buffer_size),
             self.queued,
@@ -172,12 +175,15 @@ impl fmt::Display for Stats {
             self.dropped.priority,
             self.dropped.conflated,
             self.dropped.filtered,
-            if self.paused { "PAUSED" } else { "reading" },
+            if self.paused { "PAUSED" } else { "not" },
             self.pause_count,
             self.paused_for,
+            self.reader,
             self.wait_p50,
             self.wait_p99,
             self.wait_max,
+            self.outbox,
+            self.outbox_bytes,
         )
     }
 }

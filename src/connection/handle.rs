@@ -11,13 +11,13 @@ use std::sync::{Arc, Mutex, TryLockError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel as channel;
 use polling::{Event, PollMode, Poller};
 use tungstenite::protocol::frame::coding::CloseCode;
 
 use super::io_thread::IoThread;
+use super::outbox::{Outbox, Refused, Wait};
 use super::{would_block, Flavor, Io, IoOptions, Shared};
-use crate::error::{Error, Phase, Result, TrySendError};
+use crate::error::{Error, Result, TrySendError};
 use crate::queue::{payload_len, Inbox};
 use crate::stats::{Counters, Stats};
 use crate::stream::Stream;
@@ -104,7 +104,30 @@ impl Sender {
         }
     }
 
-    /// Sends a message, waiting for room in the outbox if it is full.
+    /// Sends through the direct write or the outbox, waiting for room as `wait` allows.
+    fn send_with(&self, msg: Message, wait: Wait) -> std::result::Result<(), Refused> {
+        if self.check_open().is_err() {
+            return Err(Refused::Closed(msg));
+        }
+        if let Message::Close(frame) = msg {
+            return self
+                .close_frame(frame.clone())
+                .map_err(|_| Refused::Closed(Message::Close(frame)));
+        }
+        let copy = msg.clone(); // cheap: payloads are reference-counted
+        let msg = match self.try_direct(msg) {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(msg)) => msg,
+            Err(_) => return Err(Refused::Closed(copy)),
+        };
+        self.shared.outbox.push(msg, wait)?;
+        self.shared.wake();
+        Ok(())
+    }
+
+    /// Sends a message, waiting for room in the outbox if it is full (in
+    /// messages, [`Client::outbox`](crate::Client::outbox), or in bytes,
+    /// [`Client::outbox_bytes`](crate::Client::outbox_bytes)).
     ///
     /// A `Message::Close` is the same as [`close`](Sender::close).
     ///
@@ -120,19 +143,8 @@ impl Sender {
     /// # Ok::<(), wsapp::Error>(())
     /// ```
     pub fn send(&self, msg: Message) -> Result<()> {
-        if let Message::Close(frame) = msg {
-            return self.close_frame(frame);
-        }
-        self.check_open()?;
-        let Err(msg) = self.try_direct(msg)? else {
-            return Ok(());
-        };
-        self.shared
-            .outbox
-            .send(msg)
-            .map_err(|_| Error::Closed(None))?;
-        self.shared.wake();
-        Ok(())
+        self.send_with(msg, Wait::Forever)
+            .map_err(Refused::into_error)
     }
 
     /// Sends a message, waiting at most `timeout` for room in the outbox.
@@ -151,21 +163,26 @@ impl Sender {
     /// # Ok::<(), wsapp::Error>(())
     /// ```
     pub fn send_timeout(&self, msg: Message, timeout: Duration) -> Result<()> {
-        if let Message::Close(frame) = msg {
-            return self.close_frame(frame);
-        }
-        self.check_open()?;
-        let Err(msg) = self.try_direct(msg)? else {
-            return Ok(());
-        };
-        match self.shared.outbox.send_timeout(msg, timeout) {
-            Ok(()) => {
-                self.shared.wake();
-                Ok(())
-            }
-            Err(channel::SendTimeoutError::Timeout(_)) => Err(Error::Timeout(Phase::Send)),
-            Err(channel::SendTimeoutError::Disconnected(_)) => Err(Error::Closed(None)),
-        }
+        self.send_deadline(msg, Instant::now() + timeout)
+    }
+
+    /// Sends a message, waiting until `deadline` for room in the outbox.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_timeout`](Sender::send_timeout).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let ws = wsapp::connect("ws://127.0.0.1:9001/")?;
+    /// let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    /// ws.sender().send_deadline(wsapp::Message::text("hi"), deadline)?;
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn send_deadline(&self, msg: Message, deadline: Instant) -> Result<()> {
+        self.send_with(msg, Wait::Until(deadline))
+            .map_err(Refused::into_error)
     }
 
     /// Sends a message if that can be done without waiting.
@@ -187,28 +204,10 @@ impl Sender {
     /// # Ok::<(), wsapp::Error>(())
     /// ```
     pub fn try_send(&self, msg: Message) -> std::result::Result<(), TrySendError> {
-        if self.check_open().is_err() {
-            return Err(TrySendError::Closed(msg));
-        }
-        if let Message::Close(frame) = msg {
-            return self
-                .close_frame(frame.clone())
-                .map_err(|_| TrySendError::Closed(Message::Close(frame)));
-        }
-        let copy = msg.clone(); // cheap: payloads are reference-counted
-        let msg = match self.try_direct(msg) {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(msg)) => msg,
-            Err(_) => return Err(TrySendError::Closed(copy)),
-        };
-        match self.shared.outbox.try_send(msg) {
-            Ok(()) => {
-                self.shared.wake();
-                Ok(())
-            }
-            Err(channel::TrySendError::Full(m)) => Err(TrySendError::Full(m)),
-            Err(channel::TrySendError::Disconnected(m)) => Err(TrySendError::Closed(m)),
-        }
+        self.send_with(msg, Wait::No).map_err(|e| match e {
+            Refused::Full(m) | Refused::Timeout(m) => TrySendError::Full(m),
+            Refused::Closed(m) => TrySendError::Closed(m),
+        })
     }
 
     /// Sends a text message.
@@ -337,6 +336,7 @@ impl Sender {
             s.reader = io.reading.reader();
         }
         s.outbox = sh.outbox.len();
+        s.outbox_bytes = sh.outbox.bytes();
         s.kernel_recv_queue = crate::socket::recv_queue(&sh.probe);
         (s.recv_buffer_size, s.send_buffer_size) = crate::socket::buffer_sizes(&sh.probe);
         s
@@ -409,7 +409,7 @@ impl WebSocket {
         let inbox = make_inbox(Box::new(move || {
             let _ = waker.notify();
         }));
-        let (tx, rx) = channel::bounded(opts.outbox.max(1));
+        let (outbox, rx) = Outbox::new(opts.outbox, opts.outbox_bytes);
         let protocol = crate::handshake::chosen_protocol(&response);
         let shared = Arc::new(Shared {
             io: Mutex::new(Io {
@@ -420,7 +420,7 @@ impl WebSocket {
                 direct_messages: 0,
                 direct_bytes: 0,
             }),
-            outbox: tx,
+            outbox,
             poller,
             flavor: if inbox.allows_direct() {
                 Flavor::Direct
@@ -589,6 +589,42 @@ impl WebSocket {
     /// ```
     pub fn send(&self, msg: Message) -> Result<()> {
         self.sender.send(msg)
+    }
+
+    /// Sends, waiting at most `timeout` for room. See [`Sender::send_timeout`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`]`(`[`Phase::Send`](crate::Phase::Send)`)` if the
+    /// outbox stayed full; [`Error::Closed`] once the connection is closing or closed.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let ws = wsapp::connect("ws://127.0.0.1:9001/")?;
+    /// ws.send_timeout(wsapp::Message::text("hi"), std::time::Duration::from_secs(1))?;
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn send_timeout(&self, msg: Message, timeout: Duration) -> Result<()> {
+        self.sender.send_timeout(msg, timeout)
+    }
+
+    /// Sends, waiting until `deadline` for room. See [`Sender::send_deadline`].
+    ///
+    /// # Errors
+    ///
+    /// As [`send_timeout`](WebSocket::send_timeout).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let ws = wsapp::connect("ws://127.0.0.1:9001/")?;
+    /// let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    /// ws.send_deadline(wsapp::Message::text("hi"), deadline)?;
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn send_deadline(&self, msg: Message, deadline: Instant) -> Result<()> {
+        self.sender.send_deadline(msg, deadline)
     }
 
     /// Sends without waiting. See [`Sender::try_send`].

@@ -178,6 +178,7 @@ impl IoThread {
         }
         sh.ended.store(true, Ordering::Release);
         // Senders blocked on a full outbox get `Closed` once the receiver is gone.
+        sh.outbox.close();
         drop(std::mem::replace(&mut self.outbox, channel::never()));
     }
 
@@ -198,7 +199,7 @@ impl IoThread {
         while !sh.inbox.end_seen() && Instant::now() < deadline {
             {
                 let mut io = sh.lock_io();
-                while let Ok(msg) = self.outbox.try_recv() {
+                while let Some(msg) = self.next_out() {
                     if self.write(&mut io, msg).is_err() {
                         return;
                     }
@@ -213,7 +214,7 @@ impl IoThread {
         // From here on sends are refused; what is queued still goes out.
         sh.closing.store(true, Ordering::Release);
         let mut io = sh.lock_io();
-        while let Ok(msg) = self.outbox.try_recv() {
+        while let Some(msg) = self.next_out() {
             if self.write(&mut io, msg).is_err() {
                 return;
             }
@@ -229,6 +230,13 @@ impl IoThread {
         while matches!(io.ws.flush(), Err(ref e) if would_block(e)) && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(2));
         }
+    }
+
+    /// The next message from the outbox; its bytes are given back to senders.
+    fn next_out(&self) -> Option<Message> {
+        let msg = self.outbox.try_recv().ok()?;
+        self.shared.outbox.release(payload_len(&msg));
+        Some(msg)
     }
 
     fn end_with(&self, error: Error) -> Ended {
@@ -249,26 +257,30 @@ impl IoThread {
         let consumer_took = io.direct_messages != self.seen_direct || taken != self.seen_taken;
         self.seen_direct = io.direct_messages;
         self.seen_taken = taken;
+        // What a consumer handed over (the peer's close, say) is taken
+        // before anything is written: nothing may follow a close.
+        let mut more = match io.reading.take_hand_off() {
+            Some(read) => self.read_side(&mut io, Some(read))?,
+            None => false,
+        };
         self.write_side(&mut io)?;
         if !self.pending.is_empty() {
             // What a full inbox held back goes first, before any read.
             self.push();
         }
-        let handoff = io.reading.take_hand_off();
+        let queued = sh.inbox.len();
         let snapshot = Snapshot {
             direct: sh.inbox.allows_direct(),
             held_back: !self.pending.is_empty(),
             closing: self.close_sent,
-            queued: !sh.inbox.is_empty(),
+            queued,
             consumer_took,
         };
         let decision = reading::decide(&snapshot, &io.reading);
         io.reading.settle(decision);
-        let more = if decision.io_reads() || handoff.is_some() {
-            self.read_side(&mut io, handoff)?
-        } else {
-            false
-        };
+        if decision.io_reads() {
+            more |= self.read_side(&mut io, None)?;
+        }
         // What this turn's reads changed: a full inbox, a close.
         if !self.pending.is_empty() {
             io.reading.settle(Decision::HeldBack);
@@ -280,7 +292,10 @@ impl IoThread {
             self.seen_bytes = bytes;
             self.pong_deadline = None;
         }
-        let held_back = io.reading.keepalive_suspended();
+        // A consumer taking what is queued reads nothing from the socket:
+        // the data it holds back delays the pong as a full inbox does.
+        let held_back =
+            io.reading.keepalive_suspended() || (decision == Decision::StandBack && queued > 0);
         let interest = (io.reading.io_thread_polls(), io.write_pending);
         if interest != self.interest {
             let tcp = io.ws.get_ref().tcp();
@@ -309,7 +324,7 @@ impl IoThread {
             self.flush(io)?;
         }
         while !io.write_pending {
-            let Ok(msg) = self.outbox.try_recv() else {
+            let Some(msg) = self.next_out() else {
                 break;
             };
             self.write(io, msg)?;
@@ -325,7 +340,7 @@ impl IoThread {
         };
         if let Some(frame) = request {
             // Everything sent before the close goes first, whatever the socket's state.
-            while let Ok(msg) = self.outbox.try_recv() {
+            while let Some(msg) = self.next_out() {
                 let len = payload_len(&msg);
                 match io.ws.write(msg) {
                     Ok(()) => self.shared.counters.count_out(len),
@@ -343,7 +358,7 @@ impl IoThread {
                 Err(e) => return Err(self.end_with(Error::from_ws(e))),
             }
         }
-        if let (Some(at), false) = (self.next_ping, self.close_sent) {
+        if let (Some(at), false, true) = (self.next_ping, self.close_sent, io.ws.can_write()) {
             if Instant::now() >= at {
                 let interval = self.opts.ping_interval.unwrap_or(Duration::MAX);
                 self.next_ping = Some(Instant::now() + interval);

@@ -11,6 +11,7 @@
 //! Files: `handle` (the public handles: sending, receiving, closing, stats),
 //! `io_thread` (the thread that owns the socket between consumers' reads),
 //! `reading` (who reads: the state, its moves, the I/O thread's decision),
+//! `outbox` (what senders queue, bounded in messages and bytes),
 //! `direct` (a consumer's own reads under `Block`), `slab` (copying small
 //! payloads out of tungstenite's read buffer).
 //!
@@ -21,6 +22,7 @@
 mod direct;
 mod handle;
 mod io_thread;
+mod outbox;
 mod reading;
 mod slab;
 
@@ -30,7 +32,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel as channel;
 use polling::Poller;
 
 pub use handle::{Incoming, Sender, WebSocket};
@@ -45,6 +46,7 @@ use crate::{Bytes, CloseFrame, Message};
 #[derive(Debug, Clone)]
 pub(crate) struct IoOptions {
     pub(crate) outbox: usize,
+    pub(crate) outbox_bytes: usize,
     pub(crate) close_timeout: Duration,
     pub(crate) ping_interval: Option<Duration>,
     pub(crate) ping_timeout: Option<Duration>,
@@ -80,7 +82,7 @@ enum Flavor {
 /// Everything the handles and the I/O thread share.
 struct Shared {
     io: Mutex<Io>,
-    outbox: channel::Sender<Message>,
+    outbox: outbox::Outbox,
     poller: Arc<Poller>,
     inbox: Inbox,
     flavor: Flavor,

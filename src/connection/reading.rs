@@ -5,7 +5,7 @@
 //! |---|---|---|---|---|
 //! | `IoThread` | the I/O thread, ahead into the inbox | no | yes | runs |
 //! | `Shared` | the I/O thread reads ahead; a consumer that finds the inbox empty reads too | yes | yes | runs |
-//! | `Consumer` | a consumer (it may be `watching` the socket, or hold `partial` of a message); the I/O thread stands back | yes | no: it looks again every `STAND_BACK` | runs |
+//! | `Consumer` | a consumer (it may be `watching` the socket, or hold `partial` of a message); the I/O thread stands back | yes | no: it looks again every `STAND_BACK` | runs; waits while the consumer takes what is queued |
 //! | `HeldBack` | nobody: the inbox has no room for the batch the I/O thread holds | no | no | suspended |
 //! | `HandOff` | nobody, until the I/O thread takes what a consumer read that only it handles (a close frame, an error) | no | yes | runs |
 //! | `Ended` | nobody | no | no | off |
@@ -17,6 +17,10 @@
 //! watching), giving up the watch (`Consumer` to `Shared`, parked: the I/O
 //! thread is woken and reads for one turn at least), and handing over
 //! (`Shared`/`Consumer` to `HandOff`).
+//!
+//! The I/O thread stands back only for a consumer that took a message since
+//! its last turn (or watches the socket) and has at most `STAND_BACK_QUEUE`
+//! messages queued: one with more reads nothing from the socket for a while.
 //!
 //! Timing, and how the constants relate:
 //! - `STAND_BACK` (1 ms, here): how often the I/O thread, standing back, checks
@@ -41,6 +45,12 @@ use crate::Message;
 /// While a consumer reads the socket itself, the I/O thread checks this often
 /// whether it still does.
 pub(super) const STAND_BACK: Duration = Duration::from_millis(1);
+
+/// The most messages queued for which the I/O thread still stands back for a
+/// consumer that takes them: about one batch of the I/O thread's (`BATCH`),
+/// which a consumer that keeps up takes in microseconds. While it does, the
+/// pong deadline waits (the queued data holds the pong back).
+pub(super) const STAND_BACK_QUEUE: usize = 64;
 
 /// Who reads the socket now. See the module doc for the table.
 #[derive(Debug, Default)]
@@ -72,8 +82,8 @@ pub(super) struct Snapshot {
     pub(super) held_back: bool,
     /// A close frame was sent or received: only the I/O thread reads.
     pub(super) closing: bool,
-    /// The inbox holds messages (a consumer takes those before it reads).
-    pub(super) queued: bool,
+    /// Messages in the inbox (a consumer takes those before it reads).
+    pub(super) queued: usize,
     /// Since the last turn a consumer took or read a message.
     pub(super) consumer_took: bool,
 }
@@ -108,10 +118,10 @@ pub(super) fn decide(s: &Snapshot, now: &Reading) -> Decision {
     }
     let watching = matches!(now, Reading::Consumer { watching: true, .. });
     let parked = matches!(now, Reading::Shared { parked: true });
-    // Stand back only for a consumer that reads the socket itself: one that
-    // still has queued messages to take reads nothing, and the wire would
-    // stop (a pong behind it would never be seen).
-    if !s.queued && !parked && (watching || s.consumer_took) {
+    // Stand back only for a consumer that reads the socket itself, or soon
+    // will: one with more than a batch queued to take reads nothing for a
+    // while, and the wire would stop (a pong behind it would not be seen).
+    if s.queued <= STAND_BACK_QUEUE && !parked && (watching || s.consumer_took) {
         Decision::StandBack
     } else {
         Decision::Shared
@@ -262,7 +272,7 @@ mod tests {
         // full inbox, so it reads nothing from the socket; the I/O thread must.
         let draining = Snapshot {
             consumer_took: true,
-            queued: true,
+            queued: STAND_BACK_QUEUE + 1,
             ..snap()
         };
         assert_eq!(decide(&draining, &Reading::IoThread), Decision::Shared);
@@ -271,6 +281,16 @@ mod tests {
             partial: true,
         };
         assert_eq!(decide(&draining, &watching), Decision::Shared);
+    }
+
+    #[test]
+    fn a_consumer_with_a_batch_left_is_stood_back_for() {
+        let nearly_dry = Snapshot {
+            consumer_took: true,
+            queued: STAND_BACK_QUEUE,
+            ..snap()
+        };
+        assert_eq!(decide(&nearly_dry, &Reading::IoThread), Decision::StandBack);
     }
 
     #[test]
