@@ -459,7 +459,11 @@ impl Sender {
     ///
     /// # Errors
     ///
-    /// None today; the `Result` leaves room for validation.
+    /// [`Error::Config`], and nothing is sent, for a code an endpoint may not
+    /// send (RFC 6455 7.4: only 1000-1003, 1007-1014 and 3000-4999) or a reason
+    /// over 123 bytes of UTF-8. The same goes for a `Message::Close` given to
+    /// [`send`](Sender::send) (and to [`try_send`](Sender::try_send), which
+    /// hands it back in [`TrySendError::Closed`]).
     ///
     /// # Examples
     ///
@@ -476,6 +480,9 @@ impl Sender {
     }
 
     fn close_frame(&self, frame: Option<CloseFrame>) -> Result<()> {
+        if let Some(f) = &frame {
+            crate::wire::check_close(u16::from(f.code), &f.reason)?;
+        }
         let mut req = self
             .shared
             .close_request
@@ -580,10 +587,12 @@ impl WebSocket {
     ) -> Result<WebSocket> {
         let mut ws = ws;
         ws.get_mut().clear_deadline();
+        ws.get_mut().follow_frames();
         let tcp = ws.get_ref().tcp();
         tcp.set_nonblocking(true).map_err(Error::Io)?;
-        let local_addr = tcp.local_addr().map_err(Error::Io)?;
-        let peer_addr = tcp.peer_addr().map_err(Error::Io)?;
+        // A server that reset right after the upgrade: the connection is lost.
+        let local_addr = tcp.local_addr().map_err(Error::from_io)?;
+        let peer_addr = tcp.peer_addr().map_err(Error::from_io)?;
         let probe = tcp.try_clone().map_err(Error::Io)?;
         let poller = Arc::new(Poller::new().map_err(Error::Io)?);
         // SAFETY: the socket stays open until the I/O thread deletes it from the
@@ -852,7 +861,8 @@ impl WebSocket {
     ///
     /// # Errors
     ///
-    /// None today; the `Result` leaves room for validation.
+    /// As [`Sender::close`]: a code or reason that may not be sent is refused
+    /// with [`Error::Config`]; nothing is sent and the connection stays open.
     ///
     /// # Examples
     ///
@@ -1019,12 +1029,6 @@ impl Slab {
             other => other,
         }
     }
-}
-
-/// tungstenite replaces a close frame whose code is not allowed with this one
-/// (and sends it back); the peer never sent it.
-fn is_substitute(frame: &CloseFrame) -> bool {
-    frame.code == CloseCode::Protocol && frame.reason.as_str() == "Protocol violation"
 }
 
 /// Why the I/O loop stopped.
@@ -1364,7 +1368,7 @@ impl IoThread {
         let mut flush = false;
         let mut more = false;
         let mut next = match io.consumer.handoff.take() {
-            Some(read) => self.take(read, &mut flush)?,
+            Some(read) => self.take(read, io.ws.get_ref(), &mut flush)?,
             None => Next::Read,
         };
         let mut n = 0;
@@ -1374,7 +1378,7 @@ impl IoThread {
                 break;
             }
             n += 1;
-            next = self.take(io.ws.read(), &mut flush)?;
+            next = self.take(io.ws.read(), io.ws.get_ref(), &mut flush)?;
         }
         self.push();
         if flush {
@@ -1384,10 +1388,12 @@ impl IoThread {
     }
 
     /// Takes the result of one read (its own, or one a consumer handed over).
-    /// Sets `flush` when tungstenite queued a reply (pong, close).
+    /// Sets `flush` when tungstenite queued a reply (pong, close). `stream`
+    /// has the peer's close frame as sent.
     fn take(
         &mut self,
         read: tungstenite::Result<Message>,
+        stream: &Stream,
         flush: &mut bool,
     ) -> std::result::Result<Next, Ended> {
         let msg = match read {
@@ -1410,11 +1416,11 @@ impl IoThread {
         self.pong_deadline = None;
         match msg {
             Message::Close(frame) => {
+                // As sent: tungstenite may show its substitute for an invalid
+                // code (and has answered it with 1002), or the code `wire` rewrote.
+                let (frame, valid) = crate::wire::reported_close(stream.peer_close(), frame);
                 log::debug!("server sent close {frame:?}");
-                if frame.as_ref().is_some_and(is_substitute) {
-                    // tungstenite already answered with 1002.
-                    self.bad_close = true;
-                }
+                self.bad_close = !valid;
                 self.peer_close = frame;
                 self.close_sent = true;
                 if self.close_deadline.is_none() {
@@ -1462,7 +1468,9 @@ impl IoThread {
     /// Ends on a read or write error; a fault of the peer's owes it a close code.
     fn fail(&self, e: tungstenite::Error) -> Ended {
         use tungstenite::error::ProtocolError;
+        let wire = crate::wire::WireError::find(&e);
         let code = match &e {
+            _ if wire.is_some() => Some(CloseCode::Protocol),
             tungstenite::Error::Capacity(_) => Some(CloseCode::Size),
             tungstenite::Error::Utf8(_) => Some(CloseCode::Invalid),
             tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
@@ -1470,7 +1478,7 @@ impl IoThread {
             _ => None,
         };
         Ended {
-            error: Error::from_ws(e),
+            error: wire.map_or_else(|| Error::from_ws(e), Error::from),
             owed_close: code.filter(|_| !self.close_sent),
         }
     }
@@ -1480,6 +1488,14 @@ impl IoThread {
         let now = Instant::now();
         if let Some(d) = self.close_deadline {
             if now >= d {
+                // Both close frames went by and the peer keeps TCP open: end as
+                // on its EOF; `finish` shuts TCP (RFC 6455 7.1.1).
+                let sh = self.shared.clone();
+                let io = sh.lock_io();
+                if !io.ws.can_read() && io.consumer.handoff.is_none() {
+                    let read = Err(tungstenite::Error::ConnectionClosed);
+                    return self.take(read, io.ws.get_ref(), &mut false).map(|_| None);
+                }
                 return Err(self.end_with(Error::Timeout(Phase::Close)));
             }
         }

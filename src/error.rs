@@ -72,7 +72,8 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
-    /// A header, subprotocol, origin or other option was refused before connecting.
+    /// A header, subprotocol, origin or other option was refused before
+    /// connecting, or a close code or reason before sending (nothing was sent).
     Config {
         /// What was wrong.
         reason: String,
@@ -157,6 +158,11 @@ pub enum Error {
         /// The panic message.
         message: String,
     },
+    /// The peer broke the WebSocket protocol where wsapp's frame layer checks
+    /// it (such as a 64-bit frame length with its most significant bit set,
+    /// RFC 6455 5.2); a close frame with 1002 was sent where the protocol
+    /// allows it. [`Error::kind`] is [`ErrorKind::Protocol`].
+    Frame(String),
 }
 
 /// A `Copy` summary of an [`Error`], for matching.
@@ -223,7 +229,9 @@ impl Error {
             Error::Redirect { .. } => ErrorKind::Redirect,
             Error::Handshake(_) => ErrorKind::Handshake,
             Error::Subprotocol { .. } => ErrorKind::Subprotocol,
-            Error::Protocol(_) | Error::Utf8(_) | Error::InvalidCloseCode => ErrorKind::Protocol,
+            Error::Protocol(_) | Error::Utf8(_) | Error::InvalidCloseCode | Error::Frame(_) => {
+                ErrorKind::Protocol
+            }
             Error::Capacity(_) => ErrorKind::Capacity,
             Error::Closed(_) => ErrorKind::Closed,
             Error::ConnectionLost(_) => ErrorKind::ConnectionLost,
@@ -259,6 +267,7 @@ impl Error {
             Error::Timeout(p) => Error::Timeout(*p),
             Error::NotConnected => Error::NotConnected,
             Error::InvalidCloseCode => Error::InvalidCloseCode,
+            Error::Frame(s) => Error::Frame(s.clone()),
             other => Error::ConnectionLost(io::Error::other(other.to_string())),
         }
     }
@@ -273,6 +282,16 @@ impl Error {
         Error::Url {
             url: crate::url::redact(url),
             reason: reason.into(),
+        }
+    }
+
+    /// Maps an I/O error on an upgraded connection: a reset or a socket that is
+    /// no longer connected is [`Error::ConnectionLost`].
+    pub(crate) fn from_io(e: io::Error) -> Error {
+        if is_lost(&e) {
+            Error::ConnectionLost(e)
+        } else {
+            Error::Io(e)
         }
     }
 
@@ -313,6 +332,7 @@ fn is_lost(e: &io::Error) -> bool {
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::BrokenPipe
             | io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::NotConnected
     )
 }
 
@@ -376,6 +396,7 @@ impl fmt::Display for Error {
             Error::Io(e) => write!(f, "io: {e}"),
             Error::NotConnected => write!(f, "not connected: the app is reconnecting; try again after on_open/on_reconnect"),
             Error::Handler { callback, message } => write!(f, "handler: {callback} panicked: {message}"),
+            Error::Frame(detail) => write!(f, "protocol: peer broke the WebSocket protocol: {detail} (closed with 1002)"),
         }
     }
 }

@@ -911,6 +911,38 @@ fn hostile_peer_close_codes_the_rfc_allows_are_accepted() {
     g.finish();
 }
 
+/// A close that arrives in the same segment as the upgrade response is seen
+/// by the frame layer too (tungstenite's handshake reads past the response).
+#[test]
+fn hostile_close_1014_in_the_same_segment_as_the_upgrade() {
+    let g = guard();
+    let server = RawServer::start(|mut tcp| {
+        let Ok(key) = read_request(&mut tcp) else {
+            return Saw::Nothing;
+        };
+        let mut bytes = switching(&key).into_bytes();
+        bytes.extend(frame(FIN | TEXT, b"hello"));
+        bytes.extend(frame(FIN | CLOSE, &close_payload(1014, b"upstream")));
+        let _ = tcp.write_all(&bytes);
+        read_client_close(&mut tcp, Duration::from_secs(3))
+    });
+    let ws = client(&server.url()).connect().unwrap();
+    assert_eq!(
+        ws.recv_timeout(Duration::from_secs(3)).unwrap(),
+        Some(Message::text("hello"))
+    );
+    match ws.recv_timeout(Duration::from_secs(3)) {
+        Err(Error::Closed(Some(f))) => {
+            assert_eq!(u16::from(f.code), 1014);
+            assert_eq!(f.reason.as_str(), "upstream");
+        }
+        other => panic!("expected Closed(1014), got {other:?}"),
+    }
+    drop(ws);
+    assert_eq!(server.join(), Saw::Close(Some(1000)));
+    g.finish();
+}
+
 /// A peer's own `1002 "Protocol violation"` is the peer's frame, not the
 /// substitute tungstenite makes of an invalid code.
 #[test]
