@@ -365,7 +365,8 @@ impl Sender {
     ///
     /// Hands the message back in [`TrySendError::Full`] when the outbox is full,
     /// and in [`TrySendError::Closed`] when the connection is closing or closed
-    /// (also when a direct write failed).
+    /// (also when a direct write failed, and for a close frame
+    /// [`close`](Sender::close) would refuse).
     ///
     /// # Examples
     ///

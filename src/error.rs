@@ -396,7 +396,7 @@ impl fmt::Display for Error {
             Error::Io(e) => write!(f, "io: {e}"),
             Error::NotConnected => write!(f, "not connected: the app is reconnecting; try again after on_open/on_reconnect"),
             Error::Handler { callback, message } => write!(f, "handler: {callback} panicked: {message}"),
-            Error::Frame(detail) => write!(f, "protocol: peer broke the WebSocket protocol: {detail} (closed with 1002)"),
+            Error::Frame(detail) => write!(f, "protocol: peer broke the WebSocket protocol: {detail}"),
         }
     }
 }
