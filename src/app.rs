@@ -614,7 +614,8 @@ impl AppSender {
     ///
     /// # Errors
     ///
-    /// None today; the `Result` leaves room for validation.
+    /// As [`Sender::close`]: a code or reason that may
+    /// not be sent is refused with [`Error::Config`]; the app goes on.
     ///
     /// # Examples
     ///
@@ -625,6 +626,7 @@ impl AppSender {
     /// # Ok::<(), wsapp::Error>(())
     /// ```
     pub fn close(&self, code: u16, reason: &str) -> Result<()> {
+        crate::wire::check_close(code, reason)?;
         self.shared.closed.store(true, Ordering::Release);
         let current = self.shared.current().clone();
         if let Some(s) = current {
@@ -1310,7 +1312,8 @@ impl AppHandle {
     ///
     /// # Errors
     ///
-    /// None today; the `Result` leaves room for validation.
+    /// As [`AppSender::close`]: [`Error::Config`] for a code or reason that
+    /// may not be sent.
     ///
     /// # Examples
     ///

@@ -89,7 +89,8 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
-    /// A header, subprotocol, origin or other option was refused before connecting.
+    /// A header, subprotocol, origin or other option was refused before
+    /// connecting, or a close code or reason before sending (nothing was sent).
     Config {
         /// What was wrong.
         reason: String,
@@ -236,6 +237,11 @@ pub enum Error {
     /// The app has ended (`run_forever` returned); nothing more can be sent.
     /// [`Error::kind`] is [`ErrorKind::Closed`].
     AppEnded,
+    /// The peer broke the WebSocket protocol where wsapp's frame layer checks
+    /// it (such as a 64-bit frame length with its most significant bit set,
+    /// RFC 6455 5.2); a close frame with 1002 was sent where the protocol
+    /// allows it. [`Error::kind`] is [`ErrorKind::Protocol`].
+    Frame(String),
 }
 
 /// A `Copy` summary of an [`Error`], for matching.
@@ -305,7 +311,9 @@ impl Error {
             Error::Redirect { .. } => ErrorKind::Redirect,
             Error::Handshake(_) => ErrorKind::Handshake,
             Error::Subprotocol { .. } => ErrorKind::Subprotocol,
-            Error::Protocol(_) | Error::Utf8(_) | Error::InvalidCloseCode => ErrorKind::Protocol,
+            Error::Protocol(_) | Error::Utf8(_) | Error::InvalidCloseCode | Error::Frame(_) => {
+                ErrorKind::Protocol
+            }
             Error::Capacity(_) => ErrorKind::Capacity,
             Error::Closed(_) => ErrorKind::Closed,
             Error::ConnectionLost(_) => ErrorKind::ConnectionLost,
@@ -356,6 +364,7 @@ impl Error {
             Error::NotConnected => Error::NotConnected,
             Error::InvalidCloseCode => Error::InvalidCloseCode,
             Error::AppEnded => Error::AppEnded,
+            Error::Frame(s) => Error::Frame(s.clone()),
             other => Error::ConnectionLost(io::Error::other(other.to_string())),
         }
     }
@@ -385,6 +394,16 @@ impl Error {
         match e.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::Timeout(phase),
             _ => other(e),
+        }
+    }
+
+    /// Maps an I/O error on an upgraded connection: a reset or a socket that is
+    /// no longer connected is [`Error::ConnectionLost`].
+    pub(crate) fn lost_or_io(e: io::Error) -> Error {
+        if is_lost(&e) {
+            Error::ConnectionLost(e)
+        } else {
+            Error::Io(e)
         }
     }
 
@@ -425,6 +444,7 @@ fn is_lost(e: &io::Error) -> bool {
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::BrokenPipe
             | io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::NotConnected
     )
 }
 
@@ -509,6 +529,7 @@ impl fmt::Display for Error {
                 f,
                 "closed: the app has ended (run_forever returned); start a new app to send again"
             ),
+            Error::Frame(detail) => write!(f, "protocol: peer broke the WebSocket protocol: {detail}"),
         }
     }
 }

@@ -15,6 +15,7 @@ mod stats;
 mod stream;
 mod tls;
 mod url;
+mod wire;
 
 pub use app::{AppHandle, AppSender, Backoff, Callbacks, Handler, WebSocketApp};
 pub use client::{connect, Client};

@@ -2,11 +2,15 @@
 //! a stream, which also covers TLS to a target inside TLS to an HTTPS proxy),
 //! with the handshake deadline and a count of bytes read.
 //!
-//! It knows nothing of HTTP or WebSocket frames; `tls` builds its TLS case.
+//! It knows nothing of HTTP; after the upgrade, every byte read passes the
+//! frame follower (`wire`), the bytes that came with the response first.
+//! `tls` builds its TLS case.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::time::Instant;
+
+use crate::wire::{Inbound, PeerClose};
 
 /// The stream under the WebSocket.
 #[derive(Debug)]
@@ -18,6 +22,8 @@ pub(crate) struct Stream {
     /// Bytes read so far (after TLS): tells whether a read that gave no
     /// message took part of one.
     bytes_read: u64,
+    /// The frame follower, from the end of the handshake on.
+    frames: Option<Inbound>,
 }
 
 #[derive(Debug)]
@@ -32,6 +38,7 @@ impl Stream {
             inner: Inner::Tcp(tcp),
             deadline: None,
             bytes_read: 0,
+            frames: None,
         }
     }
 
@@ -41,6 +48,7 @@ impl Stream {
             inner: Inner::Tls(Box::new(tls)),
             deadline: None,
             bytes_read: 0,
+            frames: None,
         }
     }
 
@@ -57,6 +65,22 @@ impl Stream {
         if let Inner::Tls(s) = &mut self.inner {
             s.get_mut().set_deadline(deadline);
         }
+    }
+
+    /// From now on, reads go through the frame follower (`wire`): called
+    /// once the upgrade response has been read, with the bytes that came
+    /// after its head (the first frames, maybe), which it follows first.
+    pub(crate) fn follow_frames(&mut self, leftover: &mut Vec<u8>) -> io::Result<()> {
+        let mut frames = Inbound::default();
+        let n = frames.filter(leftover)?;
+        leftover.truncate(n);
+        self.frames = Some(frames);
+        Ok(())
+    }
+
+    /// The peer's close frame as it was sent, once read whole.
+    pub(crate) fn peer_close(&self) -> Option<&PeerClose> {
+        self.frames.as_ref()?.peer_close()
     }
 
     /// Bytes read so far.
@@ -88,13 +112,25 @@ impl Stream {
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.check_deadline()?;
-        let n = match &mut self.inner {
-            Inner::Tcp(s) => s.read(buf)?,
-            Inner::Tls(s) => s.read(buf)?,
-        };
-        self.bytes_read += n as u64;
-        Ok(n)
+        if let Some(f) = &self.frames {
+            f.check()?;
+        }
+        let n = read_inner(&mut self.inner, &mut self.bytes_read, buf)?;
+        match &mut self.frames {
+            Some(f) if n > 0 => f.filter(&mut buf[..n]),
+            _ => Ok(n),
+        }
     }
+}
+
+#[inline]
+fn read_inner(inner: &mut Inner, bytes_read: &mut u64, buf: &mut [u8]) -> io::Result<usize> {
+    let n = match inner {
+        Inner::Tcp(s) => s.read(buf)?,
+        Inner::Tls(s) => s.read(buf)?,
+    };
+    *bytes_read += n as u64;
+    Ok(n)
 }
 
 impl Write for Stream {

@@ -104,15 +104,11 @@ impl Sender {
         }
     }
 
-    /// Sends through the direct write or the outbox, waiting for room as `wait` allows.
+    /// Sends a data or control message (not a close) through the direct
+    /// write or the outbox, waiting for room as `wait` allows.
     fn send_with(&self, msg: Message, wait: Wait) -> std::result::Result<(), Refused> {
         if self.check_open().is_err() {
             return Err(Refused::Closed(msg));
-        }
-        if let Message::Close(frame) = msg {
-            return self
-                .close_frame(frame.clone())
-                .map_err(|_| Refused::Closed(Message::Close(frame)));
         }
         let copy = msg.clone(); // cheap: payloads are reference-counted
         let msg = match self.try_direct(msg) {
@@ -143,6 +139,9 @@ impl Sender {
     /// # Ok::<(), wsapp::Error>(())
     /// ```
     pub fn send(&self, msg: Message) -> Result<()> {
+        if let Message::Close(frame) = msg {
+            return self.close_frame(frame);
+        }
         self.send_with(msg, Wait::Forever)
             .map_err(Refused::into_error)
     }
@@ -181,6 +180,9 @@ impl Sender {
     /// # Ok::<(), wsapp::Error>(())
     /// ```
     pub fn send_deadline(&self, msg: Message, deadline: Instant) -> Result<()> {
+        if let Message::Close(frame) = msg {
+            return self.close_frame(frame);
+        }
         self.send_with(msg, Wait::Until(deadline))
             .map_err(Refused::into_error)
     }
@@ -191,7 +193,8 @@ impl Sender {
     ///
     /// Hands the message back in [`TrySendError::Full`] when the outbox is full,
     /// and in [`TrySendError::Closed`] when the connection is closing or closed
-    /// (also when a direct write failed).
+    /// (also when a direct write failed, and for a close frame
+    /// [`close`](Sender::close) would refuse).
     ///
     /// # Examples
     ///
@@ -204,6 +207,14 @@ impl Sender {
     /// # Ok::<(), wsapp::Error>(())
     /// ```
     pub fn try_send(&self, msg: Message) -> std::result::Result<(), TrySendError> {
+        if let Message::Close(frame) = msg {
+            if self.check_open().is_err() {
+                return Err(TrySendError::Closed(Message::Close(frame)));
+            }
+            return self
+                .close_frame(frame.clone())
+                .map_err(|_| TrySendError::Closed(Message::Close(frame)));
+        }
         self.send_with(msg, Wait::No).map_err(|e| match e {
             Refused::Full(m) | Refused::Timeout(m) => TrySendError::Full(m),
             Refused::Closed(m) => TrySendError::Closed(m),
@@ -267,7 +278,11 @@ impl Sender {
     ///
     /// # Errors
     ///
-    /// None today; the `Result` leaves room for validation.
+    /// [`Error::Config`], and nothing is sent, for a code an endpoint may not
+    /// send (RFC 6455 7.4: only 1000-1003, 1007-1014 and 3000-4999) or a reason
+    /// over 123 bytes of UTF-8. The same goes for a `Message::Close` given to
+    /// [`send`](Sender::send) (and to [`try_send`](Sender::try_send), which
+    /// hands it back in [`TrySendError::Closed`]).
     ///
     /// # Examples
     ///
@@ -284,6 +299,9 @@ impl Sender {
     }
 
     fn close_frame(&self, frame: Option<CloseFrame>) -> Result<()> {
+        if let Some(f) = &frame {
+            crate::wire::check_close(u16::from(f.code), &f.reason)?;
+        }
         let mut req = self
             .shared
             .close_request
@@ -392,8 +410,9 @@ impl WebSocket {
         ws.get_mut().clear_deadline();
         let tcp = ws.get_ref().tcp();
         tcp.set_nonblocking(true).map_err(Error::Io)?;
-        let local_addr = tcp.local_addr().map_err(Error::Io)?;
-        let peer_addr = tcp.peer_addr().map_err(Error::Io)?;
+        // A server that reset right after the upgrade: the connection is lost.
+        let local_addr = tcp.local_addr().map_err(Error::lost_or_io)?;
+        let peer_addr = tcp.peer_addr().map_err(Error::lost_or_io)?;
         let probe = tcp.try_clone().map_err(Error::Io)?;
         let poller = Arc::new(Poller::new().map_err(Error::Io)?);
         // SAFETY: the socket stays open until the I/O thread deletes it from the
@@ -705,7 +724,8 @@ impl WebSocket {
     ///
     /// # Errors
     ///
-    /// None today; the `Result` leaves room for validation.
+    /// As [`Sender::close`]: a code or reason that may not be sent is refused
+    /// with [`Error::Config`]; nothing is sent and the connection stays open.
     ///
     /// # Examples
     ///

@@ -22,6 +22,7 @@ use super::slab::Slab;
 use super::{would_block, Io, IoOptions, Shared};
 use crate::error::{Error, Phase};
 use crate::queue::{payload_len, Item};
+use crate::stream::Stream;
 use crate::{CloseFrame, Message, Utf8Bytes};
 
 /// Messages read per lock of the inbox.
@@ -30,12 +31,6 @@ const BATCH: usize = 64;
 const BATCH_BYTES: usize = 256 << 10;
 /// Messages read before the I/O thread looks at its outbox and timers again.
 const READ_TURN: usize = 1024;
-
-/// tungstenite replaces a close frame whose code is not allowed with this one
-/// (and sends it back); the peer never sent it.
-fn is_substitute(frame: &CloseFrame) -> bool {
-    frame.code == CloseCode::Protocol && frame.reason.as_str() == "Protocol violation"
-}
 
 /// Why the I/O loop stopped.
 struct Ended {
@@ -402,7 +397,7 @@ impl IoThread {
         let mut flush = false;
         let mut more = false;
         let mut next = match handoff {
-            Some(read) => self.take(read, &mut flush)?,
+            Some(read) => self.take(read, io.ws.get_ref(), &mut flush)?,
             None => Next::Read,
         };
         let mut n = 0;
@@ -412,7 +407,7 @@ impl IoThread {
                 break;
             }
             n += 1;
-            next = self.take(io.ws.read(), &mut flush)?;
+            next = self.take(io.ws.read(), io.ws.get_ref(), &mut flush)?;
         }
         self.push();
         if flush {
@@ -422,10 +417,12 @@ impl IoThread {
     }
 
     /// Takes the result of one read (its own, or one a consumer handed over).
-    /// Sets `flush` when tungstenite queued a reply (pong, close).
+    /// Sets `flush` when tungstenite queued a reply (pong, close). `stream`
+    /// has the peer's close frame as sent.
     fn take(
         &mut self,
         read: tungstenite::Result<Message>,
+        stream: &Stream,
         flush: &mut bool,
     ) -> std::result::Result<Next, Ended> {
         let msg = match read {
@@ -448,11 +445,11 @@ impl IoThread {
         self.pong_deadline = None;
         match msg {
             Message::Close(frame) => {
+                // As sent: tungstenite may show its substitute for an invalid
+                // code (and has answered it with 1002), or the code `wire` rewrote.
+                let (frame, valid) = crate::wire::reported_close(stream.peer_close(), frame);
                 log::debug!("server sent close {frame:?}");
-                if frame.as_ref().is_some_and(is_substitute) {
-                    // tungstenite already answered with 1002.
-                    self.bad_close = true;
-                }
+                self.bad_close = !valid;
                 self.peer_close = frame;
                 self.close_sent = true;
                 if self.close_deadline.is_none() {
@@ -504,7 +501,9 @@ impl IoThread {
     /// Ends on a read or write error; a fault of the peer's owes it a close code.
     fn fail(&self, e: tungstenite::Error) -> Ended {
         use tungstenite::error::ProtocolError;
+        let wire = crate::wire::WireError::find(&e);
         let code = match &e {
+            _ if wire.is_some() => Some(CloseCode::Protocol),
             tungstenite::Error::Capacity(_) => Some(CloseCode::Size),
             tungstenite::Error::Utf8(_) => Some(CloseCode::Invalid),
             tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
@@ -512,7 +511,7 @@ impl IoThread {
             _ => None,
         };
         Ended {
-            error: Error::from_ws(e),
+            error: wire.map_or_else(|| Error::from_ws(e), Error::from),
             owed_close: code.filter(|_| !self.close_sent),
         }
     }
@@ -527,6 +526,14 @@ impl IoThread {
         let now = Instant::now();
         if let Some(d) = self.close_deadline {
             if now >= d {
+                // Both close frames went by and the peer keeps TCP open: end as
+                // on its EOF; `finish` shuts TCP (RFC 6455 7.1.1).
+                let sh = self.shared.clone();
+                let io = sh.lock_io();
+                if !io.ws.can_read() && !io.reading.has_hand_off() {
+                    let read = Err(tungstenite::Error::ConnectionClosed);
+                    return self.take(read, io.ws.get_ref(), &mut false).map(|_| None);
+                }
                 return Err(self.end_with(Error::Timeout(Phase::Close)));
             }
         }

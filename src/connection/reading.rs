@@ -199,6 +199,11 @@ impl Reading {
 
     // The I/O thread's moves.
 
+    /// Whether a consumer handed something over that the I/O thread has not taken.
+    pub(super) fn has_hand_off(&self) -> bool {
+        matches!(self, Reading::HandOff(_))
+    }
+
     /// Takes what a consumer handed over, if anything.
     pub(super) fn take_hand_off(&mut self) -> Option<tungstenite::Result<Message>> {
         match std::mem::take(self) {

@@ -114,6 +114,10 @@ pub(crate) fn handshake(
         negotiated.protocol,
         negotiated.extensions
     );
+    let mut leftover = leftover;
+    stream
+        .follow_frames(&mut leftover)
+        .map_err(Error::lost_or_io)?;
     let ws =
         tungstenite::WebSocket::from_partially_read(stream, leftover, Role::Client, Some(config));
     Ok((ws, head.map(|()| None)))
