@@ -106,6 +106,8 @@ fn handle(stream: TcpStream) {
 struct Run {
     secs: f64,
     cpu: f64,
+    /// Messages the handler saw (fewer than sent under the lossy policies).
+    delivered: u64,
 }
 
 fn tungstenite_flood(port: u16, size: usize, count: usize) -> Run {
@@ -127,6 +129,7 @@ fn tungstenite_flood(port: u16, size: usize, count: usize) -> Run {
     let run = Run {
         secs: t0.elapsed().as_secs_f64(),
         cpu: (cpu_time() - c0).as_secs_f64(),
+        delivered: count as u64,
     };
     let _ = ws.close(None);
     while ws.read().is_ok() {}
@@ -150,6 +153,7 @@ fn wsapp_flood(port: u16, size: usize, count: usize) -> Run {
     let run = Run {
         secs: t0.elapsed().as_secs_f64(),
         cpu: (cpu_time() - c0).as_secs_f64(),
+        delivered: count as u64,
     };
     if std::env::var_os("BENCH_STATS").is_some() {
         eprintln!("{}", ws.stats());
@@ -184,17 +188,80 @@ fn app_flood(port: u16, size: usize, count: usize, policy: &str) -> Run {
     // The run ends when the server has sent everything and closed; drops
     // (under the lossy policies) are what the handler did not see.
     let _ = app.join();
-    let run = Run {
+    let mut run = Run {
         secs: t0.elapsed().as_secs_f64(),
         cpu: (cpu_time() - c0).as_secs_f64(),
+        delivered: 0,
     };
     let stats = sender.stats();
+    run.delivered = stats.delivered;
     if std::env::var_os("BENCH_STATS").is_some() {
         eprintln!("{stats}");
     }
     assert!(stats.delivered > 0, "the handler saw nothing");
     assert_eq!(stats.received, count as u64, "{stats}");
     run
+}
+
+/// The crossbeam alternative to the inbox, for the policies a channel can
+/// carry: a reader thread reads with tungstenite and sends batches of 64
+/// messages (a `Vec` each) through `bounded(16)` (1,024 messages, as the
+/// inbox), under `xbeam-block` (the send waits) or `xbeam-drop-oldest` (the
+/// reader also holds a `Receiver` and evicts the oldest batch when full); a
+/// no-op consumer takes them on this thread. No copy of small payloads (the
+/// inbox makes one so that queued messages do not pin tungstenite's read
+/// buffer), no counters, no byte bound: its best case.
+fn xbeam_flood(port: u16, size: usize, count: usize, policy: &str) -> Run {
+    const XBATCH: usize = 64;
+    let (t0, c0) = (Instant::now(), cpu_time());
+    let (tx, rx) = crossbeam_channel::bounded::<Vec<Message>>(1024 / XBATCH);
+    let evict = rx.clone();
+    let drop_oldest = policy == "xbeam-drop-oldest";
+    let reader = std::thread::spawn(move || {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        let url = format!("ws://127.0.0.1:{port}/flood/{size}/{count}");
+        let (mut ws, _) = tungstenite::client::client(url, stream).unwrap();
+        let mut batch = Vec::with_capacity(XBATCH);
+        let mut n = 0;
+        while n < count {
+            if let Message::Binary(b) = ws.read().unwrap() {
+                batch.push(Message::Binary(b));
+                n += 1;
+            }
+            if batch.len() == XBATCH || n == count {
+                let mut b = std::mem::replace(&mut batch, Vec::with_capacity(XBATCH));
+                if !drop_oldest {
+                    tx.send(b).unwrap();
+                    continue;
+                }
+                loop {
+                    match tx.try_send(b) {
+                        Ok(()) => break,
+                        Err(crossbeam_channel::TrySendError::Full(back)) => {
+                            b = back;
+                            drop(evict.try_recv());
+                        }
+                        Err(crossbeam_channel::TrySendError::Disconnected(_)) => return,
+                    }
+                }
+            }
+        }
+        let _ = ws.close(None);
+    });
+    let mut delivered = 0u64;
+    for batch in rx.iter() {
+        for m in batch {
+            std::hint::black_box(&m);
+            delivered += 1;
+        }
+    }
+    reader.join().unwrap();
+    Run {
+        secs: t0.elapsed().as_secs_f64(),
+        cpu: (cpu_time() - c0).as_secs_f64(),
+        delivered,
+    }
 }
 
 fn percentile(v: &mut [Duration], q: f64) -> Duration {
@@ -291,13 +358,15 @@ fn main() {
             "wsapp" => wsapp_flood(port, size, count),
             "app" => app_flood(port, size, count, "block"),
             s if s.starts_with("app:") => app_flood(port, size, count, &s[4..]),
+            s if s.starts_with("xbeam") => xbeam_flood(port, size, count, s),
             _ => tungstenite_flood(port, size, count),
         };
         println!(
-            "{} {size} B: {:.0} msgs/s, {:.0} ns CPU/msg",
+            "{} {size} B: {:.0} msgs/s, {:.0} ns CPU/msg, {:.1}% delivered",
             args[i + 1],
             count as f64 / r.secs,
-            r.cpu / count as f64 * 1e9
+            r.cpu / count as f64 * 1e9,
+            r.delivered as f64 / count as f64 * 100.0
         );
         let _ = child.kill();
         let _ = child.wait();
@@ -338,10 +407,12 @@ fn main() {
     println!();
     println!("App path (WebSocketApp, no-op on_message on the dispatcher), msgs/s = messages the server sent / time to the end of the stream:");
     println!();
+    println!("(`xbeam-*`: a reader thread and crossbeam's `bounded` channel of batches instead of the app; see `xbeam_flood`.)");
+    println!();
     println!(
-        "| size | policy | tungstenite msgs/s | app msgs/s | ratio | app CPU/msg | CPU ratio |"
+        "| size | policy | tungstenite msgs/s | app msgs/s | ratio | app CPU/msg | CPU ratio | delivered |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for (size, count) in [(64usize, 2_000_000usize), (4096, 300_000), (1 << 20, 2_000)] {
         let count = count / scale;
         for policy in [
@@ -351,15 +422,22 @@ fn main() {
             "drop-oldest",
             "priority",
             "conflate",
+            "xbeam-block",
+            "xbeam-drop-oldest",
         ] {
             if size > 4096 && !policy.starts_with("block") {
                 continue;
             }
-            let (mut ratios, mut cratios, mut tr, mut ar, mut ac) =
-                (vec![], vec![], vec![], vec![], vec![]);
+            let (mut ratios, mut cratios, mut tr, mut ar, mut ac, mut share) =
+                (vec![], vec![], vec![], vec![], vec![], vec![]);
             for _ in 0..runs {
                 let t = tungstenite_flood(port, size, count);
-                let a = app_flood(port, size, count, policy);
+                let a = if policy.starts_with("xbeam") {
+                    xbeam_flood(port, size, count, policy)
+                } else {
+                    app_flood(port, size, count, policy)
+                };
+                share.push(a.delivered as f64 / count as f64 * 100.0);
                 let (trate, arate) = (count as f64 / t.secs, count as f64 / a.secs);
                 let (tcpu, acpu) = (t.cpu / count as f64 * 1e9, a.cpu / count as f64 * 1e9);
                 tr.push(trate);
@@ -369,13 +447,14 @@ fn main() {
                 cratios.push(acpu / tcpu);
             }
             println!(
-                "| {} | {policy} | {:.0} | {:.0} | {:.2}x | {:.0} ns | {:.2}x |",
+                "| {} | {policy} | {:.0} | {:.0} | {:.2}x | {:.0} ns | {:.2}x | {:.1}% |",
                 human(size),
                 median(tr),
                 median(ar),
                 median(ratios),
                 median(ac),
                 median(cratios),
+                median(share),
             );
         }
     }

@@ -196,6 +196,13 @@ struct Front {
     wait: WaitHistogram,
 }
 
+/// In the middle of a read turn, a sleeping consumer is woken once this many
+/// messages wait rather than at every batch of `connection`'s `BATCH` (64):
+/// a wake-up costs the reader more than reading a batch, and a consumer woken
+/// for four batches sleeps a quarter as often. A turn's last push always
+/// wakes it, so this adds latency only while a flood keeps the reader busy.
+const WAKE_QUEUED: usize = 256;
+
 /// One message in this many has its wait in the inbox timed: reading the
 /// clock for every message costs about as much as the rest of a pop.
 const WAIT_SAMPLE: u64 = 8;
@@ -327,9 +334,15 @@ impl Inbox {
         self.shared_len.load(Ordering::Acquire) == 0 && self.front_len.load(Ordering::Acquire) == 0
     }
 
-    /// Runs the user's filter and policy functions, outside the lock.
-    /// `None`: the filter refused the message.
-    pub(crate) fn classify(&self, msg: Message) -> Option<Item> {
+    /// Runs the user's filter and policy functions, outside the lock, and
+    /// appends the message to `pending`. Returns its size, or `None` when
+    /// the filter refused it.
+    #[inline]
+    pub(crate) fn classify_into(
+        &self,
+        msg: Message,
+        pending: &mut VecDeque<Item>,
+    ) -> Option<usize> {
         if let Some(filter) = &self.filter {
             if !filter(&msg) {
                 return None;
@@ -340,21 +353,39 @@ impl Inbox {
             Overflow::Conflate(f) => (0, f(&msg)),
             _ => (0, None),
         };
-        Some(Item {
-            size: payload_len(&msg),
+        let size = payload_len(&msg);
+        pending.push_back(Item {
+            size,
             msg,
             at: None,
             prio,
             key,
             seq: 0,
-        })
+        });
+        Some(size)
     }
 
     /// Moves messages from `pending` into the inbox under the policy, in order.
     /// Returns `false` when the inbox is full under `Block` (or a blocking case of
     /// another policy): the rest stays in `pending` and the reader must pause
     /// until the resume waker fires.
-    pub(crate) fn push_batch(&self, pending: &mut VecDeque<Item>, filtered: u64) -> bool {
+    /// `more`: the reader is in the middle of a read turn and pushes again
+    /// at once; a sleeping consumer is then woken only once `WAKE_QUEUED`
+    /// messages wait (the last push of a turn always wakes it).
+    pub(crate) fn push_batch(
+        &self,
+        pending: &mut VecDeque<Item>,
+        filtered: u64,
+        more: bool,
+    ) -> bool {
+        // Outside the lock: a consumer that finds the queue locked sleeps on
+        // it, and waking it costs more than this whole batch.
+        let now = Some(Instant::now());
+        let mut batch_bytes = 0;
+        for item in pending.iter_mut() {
+            item.at = now;
+            batch_bytes += item.size;
+        }
         let mut st = self.lock();
         self.snapshot_front(&mut st);
         st.drops.filtered += filtered;
@@ -364,8 +395,6 @@ impl Inbox {
             return true;
         }
         let mut all = true;
-        let now = Some(Instant::now());
-        let batch_bytes: usize = pending.iter().map(|i| i.size).sum();
         let (len, bytes) = self.totals(&st);
         if st.paused {
             all = pending.is_empty();
@@ -374,19 +403,18 @@ impl Inbox {
             && !matches!(self.policy, Overflow::Conflate(_))
         {
             // The whole batch fits: no policy has anything to decide (only
-            // conflation looks at every message, full or not).
+            // conflation looks at every message, full or not, and only it
+            // needs the sequence numbers). Into an empty queue it goes whole.
             st.received += pending.len() as u64;
             st.bytes += batch_bytes;
-            for mut item in pending.drain(..) {
-                item.at = now;
-                item.seq = st.next_seq;
-                st.next_seq += 1;
-                st.items.push_back(item);
+            if st.items.is_empty() {
+                std::mem::swap(&mut st.items, pending);
+            } else {
+                st.items.extend(pending.drain(..));
             }
             st.high_water = st.high_water.max(self.totals(&st).0);
         } else {
-            while let Some(mut item) = pending.pop_front() {
-                item.at = now;
+            while let Some(item) = pending.pop_front() {
                 if let Err(item) = self.admit(&mut st, item) {
                     pending.push_front(item);
                     st.paused = true;
@@ -399,7 +427,10 @@ impl Inbox {
             }
         }
         self.shared_len.store(st.items.len(), Ordering::Release);
-        if st.waiting > 0 && !st.items.is_empty() {
+        if st.waiting > 0
+            && !st.items.is_empty()
+            && (!more || !all || st.items.len() >= WAKE_QUEUED)
+        {
             self.ready.notify_all();
         }
         all
@@ -754,11 +785,11 @@ mod tests {
     }
 
     fn push(q: &Inbox, texts: &[&str]) -> (bool, VecDeque<Item>) {
-        let mut pending: VecDeque<Item> = texts
-            .iter()
-            .filter_map(|t| q.classify(Message::text(*t)))
-            .collect();
-        let all = q.push_batch(&mut pending, 0);
+        let mut pending = VecDeque::new();
+        for t in texts {
+            q.classify_into(Message::text(*t), &mut pending);
+        }
+        let all = q.push_batch(&mut pending, 0, false);
         (all, pending)
     }
 
@@ -795,7 +826,7 @@ mod tests {
         q.pop_deadline(None).unwrap();
         assert!(!q.is_paused() && woke.load(Ordering::SeqCst));
         let mut pending = pending;
-        assert!(q.push_batch(&mut pending, 0));
+        assert!(q.push_batch(&mut pending, 0, false));
         assert_eq!(drain(&q), ["3", "4", "5", "6"]);
         check_identity(&q);
     }
@@ -869,7 +900,8 @@ mod tests {
     fn end_comes_after_queued_messages() {
         let (q, _) = inbox(8, Overflow::Block);
         push(&q, &["1"]);
-        let mut left: VecDeque<Item> = q.classify(Message::text("2")).into_iter().collect();
+        let mut left = VecDeque::new();
+        q.classify_into(Message::text("2"), &mut left);
         q.finish(&mut left, Error::Closed(None));
         assert_eq!(drain(&q), ["1", "2"]);
         assert!(q.pop_deadline(None).unwrap_err().is_closed());

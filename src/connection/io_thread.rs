@@ -407,7 +407,12 @@ impl IoThread {
                 break;
             }
             n += 1;
-            next = self.take(io.ws.read(), io.ws.get_ref(), &mut flush)?;
+            // Matched here, not in `take`: moving a whole `Result` (with
+            // tungstenite's large error type) per message shows in a flood.
+            next = match io.ws.read() {
+                Ok(msg) => self.take_message(msg, io.ws.get_ref(), &mut flush)?,
+                Err(e) => self.take_error(e)?,
+            };
         }
         self.push();
         if flush {
@@ -425,22 +430,40 @@ impl IoThread {
         stream: &Stream,
         flush: &mut bool,
     ) -> std::result::Result<Next, Ended> {
-        let msg = match read {
-            Ok(msg) => msg,
-            Err(e) if would_block(&e) => return Ok(Next::Stop),
-            Err(tungstenite::Error::ConnectionClosed) => {
+        match read {
+            Ok(msg) => self.take_message(msg, stream, flush),
+            Err(e) => self.take_error(e),
+        }
+    }
+
+    /// A read that gave no message: the socket is dry, or the end.
+    #[cold]
+    fn take_error(&mut self, e: tungstenite::Error) -> std::result::Result<Next, Ended> {
+        match e {
+            e if would_block(&e) => Ok(Next::Stop),
+            tungstenite::Error::ConnectionClosed => {
                 self.push();
                 if self.bad_close {
                     return Err(self.end_with(Error::InvalidCloseCode));
                 }
                 let frame = self.peer_close.clone().or_else(|| self.our_close.clone());
-                return Err(self.end_with(Error::Closed(frame)));
+                Err(self.end_with(Error::Closed(frame)))
             }
-            Err(e) => {
+            e => {
                 self.push();
-                return Err(self.fail(e));
+                Err(self.fail(e))
             }
-        };
+        }
+    }
+
+    /// A message read (by this thread, or handed over by a consumer).
+    #[inline]
+    fn take_message(
+        &mut self,
+        msg: Message,
+        stream: &Stream,
+        flush: &mut bool,
+    ) -> std::result::Result<Next, Ended> {
         // Any frame is a sign of life.
         self.pong_deadline = None;
         match msg {
@@ -466,15 +489,12 @@ impl IoThread {
         // more than the rest of this function.
         self.uncounted.0 += 1;
         self.uncounted.1 += payload_len(&msg) as u64;
-        match self.shared.inbox.classify(msg) {
-            Some(item) => {
-                self.pending_bytes += item.size();
-                self.pending.push_back(item);
-            }
+        match self.shared.inbox.classify_into(msg, &mut self.pending) {
+            Some(size) => self.pending_bytes += size,
             None => self.filtered += 1,
         }
         if self.pending.len() >= BATCH || self.pending_bytes >= BATCH_BYTES {
-            if !self.push() {
+            if !self.push_more() {
                 return Ok(Next::Stop);
             }
             if self.shared.inbox.allows_direct() && self.shared.inbox.taken() != self.seen_taken {
@@ -488,12 +508,22 @@ impl IoThread {
 
     /// Moves the batch into the inbox; `false` when the inbox is full (pause).
     fn push(&mut self) -> bool {
+        self.push_batch(false)
+    }
+
+    /// As `push`, in the middle of a read turn: more follows at once.
+    fn push_more(&mut self) -> bool {
+        self.push_batch(true)
+    }
+
+    fn push_batch(&mut self, more: bool) -> bool {
         let (n, bytes) = std::mem::take(&mut self.uncounted);
         self.shared.counters.count_in_batch(n, bytes);
-        let all = self
-            .shared
-            .inbox
-            .push_batch(&mut self.pending, std::mem::take(&mut self.filtered));
+        let all = self.shared.inbox.push_batch(
+            &mut self.pending,
+            std::mem::take(&mut self.filtered),
+            more,
+        );
         self.pending_bytes = self.pending.iter().map(Item::size).sum();
         all
     }
