@@ -17,7 +17,7 @@ use crossbeam_channel as channel;
 use polling::{Event, Events, PollMode};
 use tungstenite::protocol::frame::coding::CloseCode;
 
-use super::reading::{self, Decision, Snapshot, STAND_BACK};
+use super::reading::{self, Decision, Snapshot};
 use super::slab::Slab;
 use super::{would_block, Io, IoOptions, Shared};
 use crate::error::{Error, Phase};
@@ -306,12 +306,8 @@ impl IoThread {
             self.interest = interest;
         }
         drop(io);
-        let wait = self.timers(more, held_back)?;
-        Ok(if decision == Decision::StandBack {
-            Some(wait.map_or(STAND_BACK, |w| w.min(STAND_BACK)))
-        } else {
-            wait
-        })
+        let next = self.timers(held_back)?;
+        Ok(reading::sleep_for(Instant::now(), next, more, decision))
     }
 
     fn write_side(&mut self, io: &mut Io) -> std::result::Result<(), Ended> {
@@ -547,12 +543,9 @@ impl IoThread {
     }
 
     /// Checks deadlines; returns how long the poller may sleep.
-    /// `held_back`: nobody reads because data is held back, so a pong cannot be seen.
-    fn timers(
-        &mut self,
-        more: bool,
-        held_back: bool,
-    ) -> std::result::Result<Option<Duration>, Ended> {
+    /// Checks deadlines; returns the next one. `held_back`: nobody reads
+    /// because data is held back, so a pong cannot be seen.
+    fn timers(&mut self, held_back: bool) -> std::result::Result<Option<Instant>, Ended> {
         let now = Instant::now();
         if let Some(d) = self.close_deadline {
             if now >= d {
@@ -576,13 +569,9 @@ impl IoThread {
                 return Err(self.end_with(Error::Timeout(Phase::Pong)));
             }
         }
-        if more {
-            return Ok(Some(Duration::ZERO));
-        }
-        let next = [self.close_deadline, self.pong_deadline, self.next_ping]
+        Ok([self.close_deadline, self.pong_deadline, self.next_ping]
             .into_iter()
             .flatten()
-            .min();
-        Ok(next.map(|t| t.saturating_duration_since(now)))
+            .min())
     }
 }

@@ -11,7 +11,8 @@
 //! | `Ended` | nobody | no | no | off |
 //!
 //! Moves. The I/O thread settles the state once per turn with [`decide`], a
-//! pure function of a [`Snapshot`]. Consumers make three moves of their own,
+//! pure function of a [`Snapshot`] (whether it reads, and so polls the
+//! socket for reading), and how long it then sleeps with [`sleep_for`]. Consumers make three moves of their own,
 //! under the same lock: reading a message (`Consumer` stays, no longer
 //! watching), finding the socket empty (`Shared`/`Consumer` to `Consumer`,
 //! watching), giving up the watch (`Consumer` to `Shared`, parked: the I/O
@@ -38,7 +39,7 @@
 //! - `SPIN` (50 µs, `queue`): a consumer of the plain queue spins that long
 //!   before it parks. Below `STAND_BACK`, which it does not depend on.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::Message;
 
@@ -126,6 +127,26 @@ pub(super) fn decide(s: &Snapshot, now: &Reading) -> Decision {
     } else {
         Decision::Shared
     }
+}
+
+/// How long the I/O thread may sleep after a turn: until `next` (its next
+/// deadline; `None`: none), not at all when it stopped with data left in
+/// buffers the poller cannot see (`more`), and at most `STAND_BACK` while it
+/// stands back, to look again whether the consumer still reads.
+pub(super) fn sleep_for(
+    now: Instant,
+    next: Option<Instant>,
+    more: bool,
+    decision: Decision,
+) -> Option<Duration> {
+    if more {
+        return Some(Duration::ZERO);
+    }
+    let wait = next.map(|t| t.saturating_duration_since(now));
+    if decision == Decision::StandBack {
+        return Some(wait.map_or(STAND_BACK, |w| w.min(STAND_BACK)));
+    }
+    wait
 }
 
 impl Reading {
@@ -286,6 +307,36 @@ mod tests {
             partial: true,
         };
         assert_eq!(decide(&draining, &watching), Decision::Shared);
+    }
+
+    #[test]
+    fn how_long_the_io_thread_sleeps() {
+        let now = Instant::now();
+        let soon = Some(now + Duration::from_millis(300));
+        let ms = Duration::from_millis;
+        assert_eq!(sleep_for(now, soon, false, Decision::Shared), Some(ms(300)));
+        assert_eq!(
+            sleep_for(now, None, false, Decision::Shared),
+            None,
+            "no timer: until woken"
+        );
+        assert_eq!(
+            sleep_for(now, soon, true, Decision::Shared),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            sleep_for(now, soon, false, Decision::StandBack),
+            Some(STAND_BACK)
+        );
+        assert_eq!(
+            sleep_for(now, None, false, Decision::StandBack),
+            Some(STAND_BACK)
+        );
+        let past = Some(now - ms(5));
+        assert_eq!(
+            sleep_for(now, past, false, Decision::HeldBack),
+            Some(Duration::ZERO)
+        );
     }
 
     #[test]
