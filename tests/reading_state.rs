@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::raw::*;
-use wsapp::{Client, ErrorKind, Message, Overflow, WebSocketApp};
+use wsapp::{Client, ErrorKind, Message, Overflow, Reader, WebSocketApp};
 
 /// Busy-waits `d`: sleeps this short are rounded up far past it here.
 fn busy(d: Duration) {
@@ -213,10 +213,11 @@ fn a_paused_connection_answers_pings_after_the_data_ahead_and_closes_at_the_time
         .close_timeout(Duration::from_millis(500))
         .connect()
         .expect("connect");
-    // Let the inbox fill and reading pause.
+    // Let the inbox fill and reading pause; the stats say nobody reads.
     assert!(app_common::wait_until(Duration::from_secs(5), || ws
         .stats()
         .paused));
+    assert_eq!(ws.stats().reader, Reader::HeldBack, "{}", ws.stats());
     std::thread::sleep(Duration::from_millis(300));
     assert!(
         pong_seen.lock().unwrap().is_none(),
