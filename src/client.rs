@@ -10,6 +10,7 @@ use native_tls::{Certificate, Identity, TlsConnector};
 use tungstenite::protocol::WebSocketConfig;
 
 use crate::connection::{IoOptions, WebSocket};
+use crate::deflate::Compression;
 use crate::error::{Error, Result};
 use crate::handshake::HandshakeOptions;
 use crate::proxy::Proxy;
@@ -141,7 +142,10 @@ impl Client {
             url: url.into(),
             socket: SocketOptions::default(),
             tls: TlsOptions::default(),
-            handshake: HandshakeOptions::default(),
+            handshake: HandshakeOptions {
+                compression: Some(Compression::default()),
+                ..HandshakeOptions::default()
+            },
             ws_config: WebSocketConfig::default(),
             handshake_timeout: Duration::from_secs(10),
             queue: 1024,
@@ -492,6 +496,28 @@ impl Client {
         self
     }
 
+    /// permessage-deflate (RFC 7692): what to offer and how to compress, or
+    /// `None` to offer nothing (every message then goes as it is). The server
+    /// decides: [`WebSocket::compression`](crate::WebSocket::compression) says
+    /// what it agreed. Inflated sizes count against
+    /// [`max_message_size`](Client::max_message_size) and the inbox's bytes.
+    /// Defaults to `Some(Compression::default())`: offered, as browsers and
+    /// Node's `ws` client do.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use wsapp::{Client, Compression};
+    ///
+    /// let on = Client::new("ws://h/").compression(Compression::default().threshold(1024));
+    /// let off = Client::new("ws://h/").compression(None);
+    /// # let _ = (on, off);
+    /// ```
+    pub fn compression(mut self, compression: impl Into<Option<Compression>>) -> Client {
+        self.handshake.compression = compression.into();
+        self
+    }
+
     /// Sends a keepalive ping every `interval` from the I/O thread, while
     /// nothing else is read. Unless [`ping_timeout`](Client::ping_timeout) is
     /// set, the pong timeout follows: half the interval, at most 10 s.
@@ -772,6 +798,9 @@ impl Client {
                     "ping_timeout must be non-zero and shorter than ping_interval",
                 ));
             }
+        }
+        if let Some(c) = &self.handshake.compression {
+            c.validate().map_err(Error::config)?;
         }
         if self.io.ping_interval.is_some_and(|i| i.is_zero()) {
             return Err(Error::config("ping_interval must be non-zero"));

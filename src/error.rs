@@ -242,6 +242,11 @@ pub enum Error {
     /// RFC 6455 5.2); a close frame with 1002 was sent where the protocol
     /// allows it. [`Error::kind`] is [`ErrorKind::Protocol`].
     Frame(String),
+    /// The peer's compressed message (permessage-deflate, RFC 7692) could not
+    /// be inflated: not a valid deflate stream, or one using a larger window
+    /// than agreed. The connection was closed with 1007.
+    /// [`Error::kind`] is [`ErrorKind::Protocol`].
+    Compression(String),
 }
 
 /// A `Copy` summary of an [`Error`], for matching.
@@ -311,9 +316,11 @@ impl Error {
             Error::Redirect { .. } => ErrorKind::Redirect,
             Error::Handshake(_) => ErrorKind::Handshake,
             Error::Subprotocol { .. } => ErrorKind::Subprotocol,
-            Error::Protocol(_) | Error::Utf8(_) | Error::InvalidCloseCode | Error::Frame(_) => {
-                ErrorKind::Protocol
-            }
+            Error::Protocol(_)
+            | Error::Utf8(_)
+            | Error::InvalidCloseCode
+            | Error::Frame(_)
+            | Error::Compression(_) => ErrorKind::Protocol,
             Error::Capacity(_) => ErrorKind::Capacity,
             Error::Closed(_) => ErrorKind::Closed,
             Error::ConnectionLost(_) => ErrorKind::ConnectionLost,
@@ -365,6 +372,7 @@ impl Error {
             Error::InvalidCloseCode => Error::InvalidCloseCode,
             Error::AppEnded => Error::AppEnded,
             Error::Frame(s) => Error::Frame(s.clone()),
+            Error::Compression(s) => Error::Compression(s.clone()),
             other => Error::ConnectionLost(io::Error::other(other.to_string())),
         }
     }
@@ -530,6 +538,11 @@ impl fmt::Display for Error {
                 "closed: the app has ended (run_forever returned); start a new app to send again"
             ),
             Error::Frame(detail) => write!(f, "protocol: peer broke the WebSocket protocol: {detail}"),
+            Error::Compression(detail) => write!(
+                f,
+                "protocol: {detail}; closed with 1007 (a broken server: Client::compression(None) \
+                 turns permessage-deflate off)"
+            ),
         }
     }
 }

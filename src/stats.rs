@@ -112,6 +112,51 @@ pub struct Stats {
     pub recv_buffer_size: Option<usize>,
     /// Effective `SO_SNDBUF` as the kernel reports it.
     pub send_buffer_size: Option<usize>,
+    /// What permessage-deflate agreed, if it was
+    /// ([`WebSocket::compression`](crate::WebSocket::compression)).
+    pub compression: Option<crate::Compression>,
+    /// Messages received compressed (included in `messages_in`).
+    pub compressed_in: u64,
+    /// Their payload bytes on the wire, compressed.
+    pub compressed_in_wire: u64,
+    /// Their payload bytes once inflated (counted in `bytes_in` too).
+    pub compressed_in_plain: u64,
+    /// Messages sent compressed (included in `messages_out`).
+    pub compressed_out: u64,
+    /// Their payload bytes on the wire, compressed.
+    pub compressed_out_wire: u64,
+    /// Their payload bytes before deflating (counted in `bytes_out` too).
+    pub compressed_out_plain: u64,
+}
+
+impl Stats {
+    /// Inflated bytes per compressed byte received (`None` before any
+    /// compressed message came in).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let s = wsapp::Stats::default();
+    /// assert_eq!(s.compression_ratio_in(), None);
+    /// ```
+    pub fn compression_ratio_in(&self) -> Option<f64> {
+        (self.compressed_in_wire > 0)
+            .then(|| self.compressed_in_plain as f64 / self.compressed_in_wire as f64)
+    }
+
+    /// Bytes before deflating per compressed byte sent (`None` before any
+    /// message went out compressed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let s = wsapp::Stats::default();
+    /// assert_eq!(s.compression_ratio_out(), None);
+    /// ```
+    pub fn compression_ratio_out(&self) -> Option<f64> {
+        (self.compressed_out_wire > 0)
+            .then(|| self.compressed_out_plain as f64 / self.compressed_out_wire as f64)
+    }
 }
 
 /// Who reads the socket at the moment of a [`Stats`] snapshot.
@@ -184,6 +229,22 @@ impl fmt::Display for Stats {
             self.wait_max,
             self.outbox,
             self.outbox_bytes,
+        )?;
+        if self.compression.is_none() {
+            return f.write_str(" | deflate off");
+        }
+        let ratio = |r: Option<f64>| r.map_or("-".to_string(), |r| format!("x{r:.1}"));
+        write!(
+            f,
+            " | deflate in {} msgs {} -> {} B ({}) out {} msgs {} -> {} B ({})",
+            self.compressed_in,
+            self.compressed_in_wire,
+            self.compressed_in_plain,
+            ratio(self.compression_ratio_in()),
+            self.compressed_out,
+            self.compressed_out_plain,
+            self.compressed_out_wire,
+            ratio(self.compression_ratio_out()),
         )
     }
 }

@@ -3,13 +3,18 @@
 //! with the handshake deadline and a count of bytes read.
 //!
 //! It knows nothing of HTTP; after the upgrade, every byte read passes the
-//! frame follower (`wire`), the bytes that came with the response first.
+//! frame follower (`wire`), the bytes that came with the response first;
+//! outgoing messages pass the deflater when permessage-deflate was agreed.
 //! `tls` builds its TLS case.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::time::Instant;
 
+use tungstenite::protocol::frame::coding::Data as OpData;
+use tungstenite::Message;
+
+use crate::deflate::{Compression, Counts, Deflater};
 use crate::wire::{Inbound, PeerClose};
 
 /// The stream under the WebSocket.
@@ -24,6 +29,8 @@ pub(crate) struct Stream {
     bytes_read: u64,
     /// The frame follower, from the end of the handshake on.
     frames: Option<Inbound>,
+    /// permessage-deflate for outgoing messages, when agreed.
+    deflater: Option<Deflater>,
 }
 
 #[derive(Debug)]
@@ -39,6 +46,7 @@ impl Stream {
             deadline: None,
             bytes_read: 0,
             frames: None,
+            deflater: None,
         }
     }
 
@@ -49,6 +57,7 @@ impl Stream {
             deadline: None,
             bytes_read: 0,
             frames: None,
+            deflater: None,
         }
     }
 
@@ -70,12 +79,50 @@ impl Stream {
     /// From now on, reads go through the frame follower (`wire`): called
     /// once the upgrade response has been read, with the bytes that came
     /// after its head (the first frames, maybe), which it follows first.
-    pub(crate) fn follow_frames(&mut self, leftover: &mut Vec<u8>) -> io::Result<()> {
-        let mut frames = Inbound::default();
-        let n = frames.filter(leftover)?;
+    /// `deflate`: permessage-deflate as agreed, with the message and frame limits.
+    pub(crate) fn follow_frames(
+        &mut self,
+        leftover: &mut Vec<u8>,
+        deflate: Option<&Compression>,
+        max_message: usize,
+        max_frame: usize,
+    ) {
+        let mut frames = Inbound::with_deflate(deflate, max_message, max_frame);
+        // A refused frame among them fails the first read (with its close
+        // code), not the handshake.
+        let n = if leftover.is_empty() {
+            0
+        } else {
+            frames.filter(leftover).unwrap_or(0)
+        };
         leftover.truncate(n);
         self.frames = Some(frames);
-        Ok(())
+        self.deflater = deflate.map(|a| Deflater::new(*a));
+    }
+
+    /// What permessage-deflate agreed, if it was.
+    pub(crate) fn compression(&self) -> Option<&Compression> {
+        self.deflater.as_ref().map(Deflater::agreed)
+    }
+
+    /// Compression counters `(in, out)`, when permessage-deflate was agreed.
+    pub(crate) fn compression_counts(&self) -> Option<(Counts, Counts)> {
+        let inflated = self.frames.as_ref()?.inflated()?;
+        Some((inflated, self.deflater.as_ref()?.counts))
+    }
+
+    /// An outgoing message as it is to be written: compressed into a frame
+    /// with RSV1 when permessage-deflate was agreed and it is over the threshold.
+    pub(crate) fn encode(&mut self, msg: Message) -> Message {
+        let Some(d) = &mut self.deflater else {
+            return msg;
+        };
+        let frame = match &msg {
+            Message::Text(t) => d.frame(OpData::Text, t.as_bytes()),
+            Message::Binary(b) => d.frame(OpData::Binary, b),
+            _ => None,
+        };
+        frame.map_or(msg, Message::Frame)
     }
 
     /// The peer's close frame as it was sent, once read whole.
@@ -112,13 +159,29 @@ impl Stream {
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.check_deadline()?;
-        if let Some(f) = &self.frames {
-            f.check()?;
+        let Some(f) = &mut self.frames else {
+            return read_inner(&mut self.inner, &mut self.bytes_read, buf);
+        };
+        if buf.is_empty() {
+            return Ok(0);
         }
-        let n = read_inner(&mut self.inner, &mut self.bytes_read, buf)?;
-        match &mut self.frames {
-            Some(f) if n > 0 => f.filter(&mut buf[..n]),
-            _ => Ok(n),
+        loop {
+            // Inflated messages (and what followed them) first.
+            let n = f.take_ready(buf);
+            if n > 0 {
+                return Ok(n);
+            }
+            f.check()?;
+            let n = read_inner(&mut self.inner, &mut self.bytes_read, buf)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            let kept = f.filter(&mut buf[..n])?;
+            if kept > 0 {
+                return Ok(kept);
+            }
+            // All of it taken (a compressed message's frames) or waiting in
+            // the follower: hand that up, or read on until the socket would block.
         }
     }
 }

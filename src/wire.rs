@@ -8,15 +8,19 @@
 //! it was sent ([`PeerClose`]), with codes RFC 6455 allows but tungstenite
 //! refuses (1014) rewritten to one it accepts before it sees them; a 64-bit
 //! frame length with its most significant bit set (5.2), refused with
-//! [`WireError`]. Permessage-deflate will inflate compressed frames here.
+//! [`WireError`]; with permessage-deflate, the frames of compressed messages
+//! (taken off the stream and inflated by `deflate`, handed up as one plain
+//! frame each) and RSV1 where RFC 7692 6.1 forbids it.
 //!
 //! Must not touch the socket (it sees what `Stream` read), tungstenite's state,
 //! the handshake's bytes, or the frames the client sends. The cost per read is
-//! a few branches per frame header; payload bytes are skipped by counting.
+//! a few branches per frame header; payload bytes are skipped by counting
+//! unless they are compressed.
 
 use std::fmt;
 use std::io;
 
+use crate::deflate::{Compression, Counts, Inflater};
 use crate::error::{Error, Result};
 use crate::CloseFrame;
 
@@ -71,8 +75,12 @@ const _: () = assert!(shown_code(1014) >> 8 == 1014 >> 8);
 /// `io::Error`; [`WireError::find`] gets it back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WireError {
-    /// The peer broke RFC 6455 where tungstenite does not check: answer 1002.
+    /// The peer broke RFC 6455 (or RFC 7692) where tungstenite does not check: answer 1002.
     Protocol(&'static str),
+    /// A compressed message over `max_message_size` (compressed or inflated): answer 1009.
+    Capacity { size: usize, max: usize },
+    /// A compressed message that is not a valid deflate stream: answer 1007.
+    Inflate,
 }
 
 impl WireError {
@@ -81,6 +89,16 @@ impl WireError {
         match e {
             tungstenite::Error::Io(io) => io.get_ref()?.downcast_ref::<WireError>().copied(),
             _ => None,
+        }
+    }
+
+    /// The close code the peer is owed.
+    pub(crate) fn close_code(self) -> tungstenite::protocol::frame::coding::CloseCode {
+        use tungstenite::protocol::frame::coding::CloseCode;
+        match self {
+            WireError::Protocol(_) => CloseCode::Protocol,
+            WireError::Capacity { .. } => CloseCode::Size,
+            WireError::Inflate => CloseCode::Invalid,
         }
     }
 
@@ -93,6 +111,10 @@ impl fmt::Display for WireError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             WireError::Protocol(what) => f.write_str(what),
+            WireError::Capacity { size, max } => {
+                write!(f, "compressed message of at least {size} bytes, over {max}")
+            }
+            WireError::Inflate => f.write_str("compressed message is not a valid deflate stream"),
         }
     }
 }
@@ -103,6 +125,15 @@ impl From<WireError> for Error {
     fn from(e: WireError) -> Error {
         match e {
             WireError::Protocol(what) => Error::Frame(what.to_string()),
+            WireError::Capacity { size, max } => {
+                Error::Capacity(tungstenite::error::CapacityError::MessageTooLong {
+                    size,
+                    max_size: max,
+                })
+            }
+            WireError::Inflate => Error::Compression(
+                "a compressed message is not a valid deflate stream (RFC 7692 7.2.2)".into(),
+            ),
         }
     }
 }
@@ -183,9 +214,63 @@ pub(crate) struct Inbound {
     closed: bool,
     /// A refused frame: every later read fails with it.
     failed: Option<WireError>,
+    /// permessage-deflate, when negotiated.
+    deflate: Option<Box<Inflate>>,
 }
 
+/// The follower's state for permessage-deflate: the frames of a compressed
+/// message are taken off the stream (their bytes are not handed up) and its
+/// inflated payload is handed up as one plain frame, from `out`.
+#[derive(Debug)]
+struct Inflate {
+    inflater: Inflater,
+    /// A compressed message is open (its first frame was seen, its last not yet).
+    open: bool,
+    /// An uncompressed fragmented message is open.
+    plain_open: bool,
+    /// The current frame belongs to the compressed message: its bytes are taken.
+    taking: bool,
+    /// The current frame is the message's last.
+    fin: bool,
+    /// The current (or split) header's bytes are taken, not handed up.
+    head_taken: bool,
+    /// Bytes to hand up after those a read leaves in place, from `out_at`.
+    out: Vec<u8>,
+    out_at: usize,
+}
+
+/// Most bytes `out` keeps allocated once drained (a large message's room is freed).
+const OUT_KEEP: usize = 256 << 10;
+
 impl Inbound {
+    /// A follower that inflates compressed messages as `deflate` agreed.
+    pub(crate) fn with_deflate(
+        agreed: Option<&Compression>,
+        max_message: usize,
+        max_frame: usize,
+    ) -> Inbound {
+        Inbound {
+            deflate: agreed.map(|a| {
+                Box::new(Inflate {
+                    inflater: Inflater::new(a, max_message, max_frame),
+                    open: false,
+                    plain_open: false,
+                    taking: false,
+                    fin: false,
+                    head_taken: false,
+                    out: Vec::new(),
+                    out_at: 0,
+                })
+            }),
+            ..Inbound::default()
+        }
+    }
+
+    /// Inbound compression counters, when permessage-deflate was agreed.
+    pub(crate) fn inflated(&self) -> Option<Counts> {
+        self.deflate.as_ref().map(|d| d.inflater.counts)
+    }
+
     /// Before a read: a refused frame fails every read from then on.
     #[inline]
     pub(crate) fn check(&self) -> io::Result<()> {
@@ -195,13 +280,39 @@ impl Inbound {
         }
     }
 
+    /// Hands up bytes made ready by an earlier read (inflated messages and
+    /// what followed them): 0 when there are none.
+    #[inline]
+    pub(crate) fn take_ready(&mut self, buf: &mut [u8]) -> usize {
+        let Some(d) = &mut self.deflate else { return 0 };
+        let ready = &d.out[d.out_at..];
+        if ready.is_empty() {
+            return 0;
+        }
+        let n = ready.len().min(buf.len());
+        buf[..n].copy_from_slice(&ready[..n]);
+        d.out_at += n;
+        if d.out_at == d.out.len() {
+            d.out.clear();
+            d.out_at = 0;
+            if d.out.capacity() > OUT_KEEP {
+                d.out = Vec::new();
+            }
+        }
+        n
+    }
+
     /// The peer's close frame as sent, once it has been read whole.
     pub(crate) fn peer_close(&self) -> Option<&PeerClose> {
         self.closed.then_some(&self.close)
     }
 
     /// Runs on `buf`, the bytes a read just brought (not empty): returns how many
-    /// of them to hand up to tungstenite, and may rewrite a close code in place.
+    /// of them to hand up to tungstenite (moved to the front), and may rewrite a
+    /// close code in place. The frames of a compressed message are taken out;
+    /// the plain frame it inflates to, and every byte after it in this read,
+    /// go to the bytes [`take_ready`](Inbound::take_ready) hands up next, so
+    /// `Ok(0)` says "nothing in place, try `take_ready`, then read again".
     /// Bytes after the peer's close frame are dropped; if nothing is left of a
     /// read after it, the error is `WouldBlock` (the socket is non-blocking),
     /// as `Ok(0)` would say EOF. A refused frame header ends the bytes handed
@@ -213,32 +324,111 @@ impl Inbound {
         }
         let n = buf.len();
         let mut at = 0;
+        // The end of the bytes kept in place.
+        let mut w = 0;
         while at < n {
             if self.left > 0 {
                 let take = self.left.min((n - at) as u64) as usize;
-                if self.collecting {
-                    self.collect(&mut buf[at..at + take]);
+                if self.taking() {
+                    let d = self.deflate.as_mut().expect("taking");
+                    if let Err(e) = d.inflater.feed(&buf[at..at + take]) {
+                        return self.refuse(e, w);
+                    }
+                } else {
+                    if self.collecting {
+                        self.collect(&mut buf[at..at + take]);
+                    }
+                    self.keep(buf, at, take, &mut w);
                 }
                 at += take;
                 self.left -= take as u64;
             } else {
                 let start = at;
                 match self.header(buf, &mut at) {
-                    Ok(true) => {}
-                    Ok(false) => break,
-                    Err(e) => {
-                        self.failed = Some(e);
-                        return if start > 0 { Ok(start) } else { Err(e.to_io()) };
+                    Ok(done) => {
+                        if !self.head_taken() {
+                            self.keep(buf, start, at - start, &mut w);
+                        }
+                        if !done {
+                            break;
+                        }
                     }
+                    Err(e) => return self.refuse(e, w),
+                }
+            }
+            if self.left == 0 && self.taking() {
+                if let Err(e) = self.end_taken_frame() {
+                    return self.refuse(e, w);
                 }
             }
             if self.collecting && self.left == 0 {
                 self.collecting = false;
                 self.closed = true;
-                return Ok(at);
+                return Ok(w);
             }
         }
-        Ok(n)
+        Ok(w)
+    }
+
+    #[inline]
+    fn taking(&self) -> bool {
+        matches!(&self.deflate, Some(d) if d.taking)
+    }
+
+    #[inline]
+    fn head_taken(&self) -> bool {
+        matches!(&self.deflate, Some(d) if d.head_taken)
+    }
+
+    /// Hands up `buf[from..from + len]`: in place (moved down to `w`) unless
+    /// bytes are waiting in `out`, which they must follow.
+    #[inline]
+    fn keep(&mut self, buf: &mut [u8], from: usize, len: usize, w: &mut usize) {
+        if let Some(d) = &mut self.deflate {
+            if d.out_at < d.out.len() {
+                d.out.extend_from_slice(&buf[from..from + len]);
+                return;
+            }
+        }
+        if *w != from {
+            buf.copy_within(from..from + len, *w);
+        }
+        *w += len;
+    }
+
+    /// A refused frame: the bytes before it are handed up, later reads fail.
+    fn refuse(&mut self, e: WireError, w: usize) -> io::Result<usize> {
+        self.failed = Some(e);
+        let waiting = matches!(&self.deflate, Some(d) if d.out_at < d.out.len());
+        if w > 0 || waiting {
+            Ok(w)
+        } else {
+            Err(e.to_io())
+        }
+    }
+
+    /// A frame of the compressed message has ended; on its last, the message
+    /// goes to `out` as one plain frame.
+    fn end_taken_frame(&mut self) -> std::result::Result<(), WireError> {
+        let d = self.deflate.as_mut().expect("taking");
+        d.taking = false;
+        if !d.fin {
+            return Ok(());
+        }
+        d.open = false;
+        let start = d.inflater.finish()?;
+        if d.out_at == d.out.len() {
+            // Nothing waiting: the message's buffer becomes `out`.
+            std::mem::swap(&mut d.out, &mut d.inflater.msg);
+            d.out_at = start;
+        } else {
+            d.out.extend_from_slice(&d.inflater.msg[start..]);
+        }
+        d.inflater.msg.clear();
+        if d.inflater.msg.capacity() > OUT_KEEP {
+            d.inflater.msg = Vec::new();
+        }
+        Ok(())
     }
 
     /// Parses the header at `buf[*at..]`, after the bytes of it kept from the
@@ -246,12 +436,18 @@ impl Inbound {
     #[inline]
     fn header(&mut self, buf: &[u8], at: &mut usize) -> std::result::Result<bool, WireError> {
         let rest = &buf[*at..];
-        if self.head_len == 0 && rest.len() >= 2 {
-            let need = header_len(rest[1]);
-            if rest.len() >= need {
-                *at += need;
-                self.start_frame(&rest[..need])?;
-                return Ok(true);
+        if self.head_len == 0 {
+            if let Some(d) = &mut self.deflate {
+                // Whether its bytes are handed up is known from the first one.
+                d.head_taken = taken_by(d, rest[0]);
+            }
+            if rest.len() >= 2 {
+                let need = header_len(rest[1]);
+                if rest.len() >= need {
+                    *at += need;
+                    self.start_frame(&rest[..need])?;
+                    return Ok(true);
+                }
             }
         }
         // Split across reads: gather it byte by byte (once per read at most).
@@ -287,8 +483,17 @@ impl Inbound {
             n => u64::from(n),
         };
         self.left = len;
-        // A masked or oversized close is tungstenite's to refuse: not collected.
         let masked = h[1] & 0x80 != 0;
+        match &mut self.deflate {
+            Some(d) => d.start_frame(h[0], masked, len)?,
+            None if h[0] & RSV1 != 0 => {
+                return Err(WireError::Protocol(
+                    "frame with RSV1 set, but permessage-deflate was not negotiated (RFC 6455 5.2)",
+                ))
+            }
+            None => {}
+        }
+        // A masked or oversized close is tungstenite's to refuse: not collected.
         self.collecting = h[0] & 0x0F == OP_CLOSE && !masked && len <= MAX_CONTROL as u64;
         if self.collecting {
             self.close.len = 0;
@@ -308,6 +513,87 @@ impl Inbound {
                 *b = shown_code(code) as u8;
             }
         }
+    }
+}
+
+const RSV1: u8 = 0x40;
+
+/// Whether the frame whose first byte is `b0` is taken off the stream: it
+/// has RSV1 set (a compressed message's first frame, or refused), or it
+/// continues the open compressed message.
+#[inline]
+fn taken_by(d: &Inflate, b0: u8) -> bool {
+    b0 & RSV1 != 0 || (d.open && b0 & 0x0F == 0)
+}
+
+impl Inflate {
+    /// The frame rules of RFC 7692 6.1 and of fragmentation (RFC 6455 5.4)
+    /// for the frame with first byte `b0`.
+    fn start_frame(
+        &mut self,
+        b0: u8,
+        masked: bool,
+        len: u64,
+    ) -> std::result::Result<(), WireError> {
+        let op = b0 & 0x0F;
+        let fin = b0 & 0x80 != 0;
+        let taken = taken_by(self, b0);
+        if b0 & RSV1 != 0 {
+            if op >= 8 {
+                return Err(WireError::Protocol(
+                    "control frame with RSV1 set (RFC 7692 6.1: only a message's first frame has it)",
+                ));
+            }
+            if op == 0 {
+                return Err(WireError::Protocol(
+                    "continuation frame with RSV1 set (RFC 7692 6.1: only a message's first frame has it)",
+                ));
+            }
+            if op > 2 {
+                return Err(WireError::Protocol(
+                    "frame with a reserved opcode (RFC 6455 5.2)",
+                ));
+            }
+            if self.open || self.plain_open {
+                return Err(WireError::Protocol(
+                    "a new message began inside a fragmented one (RFC 6455 5.4)",
+                ));
+            }
+            self.open = true;
+            self.inflater.begin(op);
+        } else if !taken {
+            if len > self.inflater.max_frame {
+                return Err(WireError::Capacity {
+                    size: usize::try_from(len).unwrap_or(usize::MAX),
+                    max: self.inflater.max_frame as usize,
+                });
+            }
+            if (1..8).contains(&op) && self.open {
+                return Err(WireError::Protocol(
+                    "a new message began inside a fragmented one (RFC 6455 5.4)",
+                ));
+            }
+            match op {
+                1 | 2 => self.plain_open = !fin,
+                0 if fin => self.plain_open = false,
+                _ => {}
+            }
+            return Ok(());
+        }
+        if masked {
+            return Err(WireError::Protocol(
+                "masked frame from the server (RFC 6455 5.1)",
+            ));
+        }
+        if len > self.inflater.max_frame {
+            return Err(WireError::Capacity {
+                size: usize::try_from(len).unwrap_or(usize::MAX),
+                max: self.inflater.max_frame as usize,
+            });
+        }
+        self.taking = true;
+        self.fin = fin;
+        Ok(())
     }
 }
 

@@ -123,7 +123,9 @@ fn an_extension_the_client_never_offered_is_refused() {
         },
         Duration::ZERO,
     );
+    // Compression is offered by default: turned off, nothing is offered.
     let err = client(&server.url())
+        .compression(None)
         .connect()
         .expect_err("an unoffered extension must fail the connection");
     assert_eq!(err.kind(), ErrorKind::Extension, "{err}");

@@ -403,6 +403,39 @@ fn client_ping_gets_pong(kind: Kind, tls: bool) {
     ws.close(1000, "").unwrap();
 }
 
+/// permessage-deflate: the server says it agreed, and compressed frames
+/// flowed both ways (wsapp's counters: fewer bytes on the wire than inflated).
+fn compressed_both_ways(kind: Kind, tls: bool) {
+    let peer = Peer::start(kind, tls);
+    let ws = peer
+        .client("/ext")
+        .compression(wsapp::Compression::default().threshold(0))
+        .connect()
+        .unwrap();
+    let agreed = ws.compression().expect("permessage-deflate agreed");
+    match next_data(&ws) {
+        Message::Text(t) => assert!(t.contains("permessage-deflate"), "{kind:?}: {t}"),
+        other => panic!("{other:?}"),
+    }
+    let msgs: Vec<String> = (0..200)
+        .map(|i| format!(r#"{{"id":{i},"kind":"quote","bid":"{i}.25","ask":"{i}.75"}}"#))
+        .chain(["".to_string(), "z".repeat(100_000)])
+        .collect();
+    for m in &msgs {
+        ws.send_text(m.as_str()).unwrap();
+    }
+    for m in &msgs {
+        assert_eq!(next_data(&ws), Message::text(m.as_str()));
+    }
+    let s = ws.stats();
+    println!("{kind:?} tls={tls}: {agreed:?}\n{s}");
+    assert_eq!(s.compressed_out, msgs.len() as u64, "{s}");
+    assert!(s.compressed_in >= msgs.len() as u64, "{s}");
+    assert!(s.compressed_in_wire * 5 < s.compressed_in_plain, "{s}");
+    assert!(s.compressed_out_wire * 5 < s.compressed_out_plain, "{s}");
+    ws.close(1000, "").unwrap();
+}
+
 macro_rules! matrix {
     ($($module:ident: $kind:expr, $tls:expr;)*) => {$(
         mod $module {
@@ -438,6 +471,10 @@ macro_rules! matrix {
             #[test]
             fn client_ping_gets_pong() {
                 super::client_ping_gets_pong($kind, $tls)
+            }
+            #[test]
+            fn compressed_both_ways() {
+                super::compressed_both_ways($kind, $tls)
             }
         }
     )*};

@@ -79,7 +79,7 @@ impl Sender {
         let len = payload_len(&msg);
         // A full socket is no failure: tungstenite keeps the frame, and the
         // I/O thread finishes the write.
-        let res = match io.ws.write(msg) {
+        let res = match io.write(msg) {
             Err(e) if would_block(&e) => Ok(()),
             other => other,
         }
@@ -352,6 +352,16 @@ impl Sender {
             s.messages_in += io.direct_messages;
             s.bytes_in += io.direct_bytes;
             s.reader = io.reading.reader();
+            let stream = io.ws.get_ref();
+            s.compression = stream.compression().copied();
+            if let Some((inflated, deflated)) = stream.compression_counts() {
+                s.compressed_in = inflated.messages;
+                s.compressed_in_wire = inflated.wire;
+                s.compressed_in_plain = inflated.plain;
+                s.compressed_out = deflated.messages;
+                s.compressed_out_wire = deflated.wire;
+                s.compressed_out_plain = deflated.plain;
+            }
         }
         s.outbox = sh.outbox.len();
         s.outbox_bytes = sh.outbox.bytes();
@@ -383,6 +393,7 @@ pub struct WebSocket {
     thread: Mutex<Option<JoinHandle<()>>>,
     response: Response,
     protocol: Option<String>,
+    compression: Option<crate::Compression>,
     local_addr: SocketAddr,
     peer_addr: SocketAddr,
 }
@@ -393,6 +404,7 @@ impl std::fmt::Debug for WebSocket {
             .field("local_addr", &self.local_addr)
             .field("peer_addr", &self.peer_addr)
             .field("protocol", &self.protocol)
+            .field("compression", &self.compression)
             .field("closed", &self.sender.is_closed())
             .finish()
     }
@@ -430,6 +442,7 @@ impl WebSocket {
         }));
         let (outbox, rx) = Outbox::new(opts.outbox, opts.outbox_bytes);
         let protocol = crate::handshake::chosen_protocol(&response);
+        let compression = ws.get_ref().compression().copied();
         let shared = Arc::new(Shared {
             io: Mutex::new(Io {
                 ws,
@@ -465,6 +478,7 @@ impl WebSocket {
             thread: Mutex::new(Some(thread)),
             response,
             protocol,
+            compression,
             local_addr,
             peer_addr,
         })
@@ -778,6 +792,25 @@ impl WebSocket {
     /// ```
     pub fn response(&self) -> &Response {
         &self.response
+    }
+
+    /// What permessage-deflate (RFC 7692) agreed, or `None` when it was not
+    /// offered ([`Client::compression`](crate::Client::compression)) or the
+    /// server declined. [`Stats`] counts the bytes on the wire against the
+    /// bytes inflated and deflated.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let ws = wsapp::connect("ws://127.0.0.1:9001/")?;
+    /// match ws.compression() {
+    ///     Some(c) => println!("compressed, server window {} bits", c.server_max_window_bits),
+    ///     None => println!("uncompressed"),
+    /// }
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn compression(&self) -> Option<&crate::Compression> {
+        self.compression.as_ref()
     }
 
     /// The subprotocol the server chose, if any.

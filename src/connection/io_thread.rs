@@ -333,7 +333,7 @@ impl IoThread {
             // Everything sent before the close goes first, whatever the socket's state.
             while let Some(msg) = self.next_out() {
                 let len = payload_len(&msg);
-                match io.ws.write(msg) {
+                match io.write(msg) {
                     Ok(()) => self.shared.counters.count_out(len),
                     Err(e) if would_block(&e) => self.shared.counters.count_out(len),
                     Err(e) => return Err(self.end_with(Error::from_ws(e))),
@@ -365,7 +365,7 @@ impl IoThread {
 
     fn write(&mut self, io: &mut Io, msg: Message) -> std::result::Result<(), Ended> {
         let len = payload_len(&msg);
-        match io.ws.write(msg) {
+        match io.write(msg) {
             Ok(()) => {}
             Err(e) if would_block(&e) => {}
             Err(e) => return Err(self.end_with(Error::from_ws(e))),
@@ -529,7 +529,7 @@ impl IoThread {
         use tungstenite::error::ProtocolError;
         let wire = crate::wire::WireError::find(&e);
         let code = match &e {
-            _ if wire.is_some() => Some(CloseCode::Protocol),
+            _ if wire.is_some() => wire.map(crate::wire::WireError::close_code),
             tungstenite::Error::Capacity(_) => Some(CloseCode::Size),
             tungstenite::Error::Utf8(_) => Some(CloseCode::Invalid),
             tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,

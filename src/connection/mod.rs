@@ -118,6 +118,14 @@ impl Shared {
 }
 
 impl Io {
+    /// Writes a message through tungstenite, compressed first when
+    /// permessage-deflate was agreed (the deflater keeps wire order: it is
+    /// used only under this lock).
+    fn write(&mut self, msg: Message) -> tungstenite::Result<()> {
+        let msg = self.ws.get_mut().encode(msg);
+        self.ws.write(msg)
+    }
+
     /// Flushes what tungstenite holds (see [`flush_or_defer`]).
     fn flush(&mut self) -> tungstenite::Result<()> {
         flush_or_defer(&mut self.ws, &mut self.write_pending)

@@ -27,6 +27,7 @@ use crate::tls::set_timeouts;
 
 pub(crate) use redirect::follow as follow_redirects;
 pub(crate) use request::{build as request, UpgradeRequest};
+pub(crate) use response::ExtensionAnswer;
 use response::{BodyLength, MAX_ERROR_BODY, MAX_HEAD};
 
 /// What goes into the upgrade request besides the URL.
@@ -37,6 +38,8 @@ pub(crate) struct HandshakeOptions {
     pub(crate) origin: Option<String>,
     pub(crate) cookie: Option<String>,
     pub(crate) host: Option<String>,
+    /// permessage-deflate to offer, if any.
+    pub(crate) compression: Option<crate::Compression>,
 }
 
 impl std::fmt::Debug for HandshakeOptions {
@@ -49,6 +52,7 @@ impl std::fmt::Debug for HandshakeOptions {
             .field("origin", &self.origin)
             .field("cookie", &self.cookie.as_ref().map(|_| "***"))
             .field("host", &self.host)
+            .field("compression", &self.compression)
             .finish()
     }
 }
@@ -114,10 +118,21 @@ pub(crate) fn handshake(
         negotiated.protocol,
         negotiated.extensions
     );
+    let deflate = crate::deflate::agree(request, &negotiated.extensions)?;
     let mut leftover = leftover;
-    stream
-        .follow_frames(&mut leftover)
-        .map_err(Error::lost_or_io)?;
+    let limit = |l: Option<usize>| l.unwrap_or(usize::MAX);
+    stream.follow_frames(
+        &mut leftover,
+        deflate.as_ref(),
+        limit(config.max_message_size),
+        limit(config.max_frame_size),
+    );
+    let mut config = config;
+    if deflate.is_some() {
+        // A compressed message reaches tungstenite as one inflated frame: the
+        // frame limit is the follower's, on the frames as they came.
+        config.max_frame_size = config.max_frame_size.max(config.max_message_size);
+    }
     let ws =
         tungstenite::WebSocket::from_partially_read(stream, leftover, Role::Client, Some(config));
     Ok((ws, head.map(|()| None)))

@@ -17,9 +17,11 @@ pub(crate) struct UpgradeRequest {
     /// The subprotocols offered, in order (from `subprotocols` and any
     /// `Sec-WebSocket-Protocol` header).
     pub(crate) protocols: Vec<String>,
-    /// The extensions offered, as `Sec-WebSocket-Extensions` elements. None yet;
-    /// permessage-deflate adds its offer here.
+    /// The extensions offered, as `Sec-WebSocket-Extensions` elements
+    /// (permessage-deflate's offer, when compression is on).
     pub(crate) extensions: Vec<String>,
+    /// The permessage-deflate options offered.
+    pub(crate) compression: Option<crate::Compression>,
 }
 
 impl std::fmt::Debug for UpgradeRequest {
@@ -171,6 +173,10 @@ pub(crate) fn build_with_key(
     if let Some(cookie) = &opts.cookie {
         line("Cookie", cookie)?;
     }
+    let extensions: Vec<String> = opts.compression.iter().map(|c| c.offer()).collect();
+    if !extensions.is_empty() {
+        line("Sec-WebSocket-Extensions", &extensions.join(", "))?;
+    }
     for (name, value) in extra {
         line(name, value)?;
     }
@@ -179,7 +185,8 @@ pub(crate) fn build_with_key(
         head: head.into_bytes(),
         key,
         protocols,
-        extensions: Vec::new(),
+        extensions,
+        compression: opts.compression,
     })
 }
 
@@ -309,6 +316,7 @@ mod tests {
             origin: Some("https://o".into()),
             cookie: Some("a=b".into()),
             host: Some("example.com".into()),
+            compression: Some(crate::Compression::default()),
         };
         let h = head("ws://127.0.0.1:9/p?q=1", &opts);
         assert!(
@@ -320,6 +328,7 @@ mod tests {
             "Sec-WebSocket-Protocol: v1, v2.json",
             "Origin: https://o",
             "Cookie: a=b",
+            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits",
         ] {
             assert!(h.contains(&format!("\r\n{line}\r\n")), "{line}: {h}");
         }

@@ -345,6 +345,7 @@ mod tests {
             key: KEY.into(),
             protocols: protocols.iter().map(|p| p.to_string()).collect(),
             extensions: extensions.iter().map(|p| p.to_string()).collect(),
+            compression: None,
         }
     }
 

@@ -11,6 +11,9 @@
 //                (a ping between fragments), then [1,2] [3] as one binary message
 //   /ping        pings with "hb"; on the pong sends "pong-ok:<payload>"
 //   /close<N>    closes with code N and reason "reason"
+//   /ext         sends "ext=<negotiated Sec-WebSocket-Extensions>" then echoes
+//
+// permessage-deflate is on (threshold 0: every message is compressed).
 'use strict';
 const fs = require('fs');
 const { WebSocketServer } = require('ws');
@@ -25,6 +28,7 @@ const server = cert
 const wss = new WebSocketServer({
   server,
   maxPayload: 64 << 20,
+  perMessageDeflate: { threshold: 0 },
   handleProtocols: (offered) => SUPPORTED.find((p) => offered.has(p)) ?? false,
 });
 
@@ -35,6 +39,9 @@ wss.on('connection', (ws, req) => {
   const close = /^\/close(\d+)$/.exec(path);
   if (close) {
     ws.close(Number(close[1]), 'reason');
+  } else if (path === '/ext') {
+    ws.send('ext=' + ws.extensions);
+    echo();
   } else if (path === '/proto') {
     ws.send('protocol=' + ws.protocol);
     echo();

@@ -12,6 +12,9 @@ Paths (as tests/peers/echo.js):
                b"\\x01\\x02" b"\\x03" as one fragmented binary message
   /ping        pings with b"hb"; once the pong is in, sends "pong-ok:hb"
   /close<N>    closes with code N and reason "reason"
+  /ext         sends "ext=<negotiated Sec-WebSocket-Extensions>" then echoes
+
+permessage-deflate is on, as websockets has it by default.
 """
 
 import ssl
@@ -40,7 +43,9 @@ def serve_path(ws):
     if path.startswith("/close") and path[6:].isdigit():
         ws.close(int(path[6:]), "reason")
         return
-    if path == "/proto":
+    if path == "/ext":
+        ws.send("ext=" + str(ws.response.headers.get("Sec-WebSocket-Extensions")))
+    elif path == "/proto":
         ws.send("protocol=" + str(ws.subprotocol))
     elif path == "/fragments":
         ws.send(iter(["frag-", "ment-", "ed"]))
