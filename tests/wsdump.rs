@@ -328,6 +328,76 @@ fn binary_compressed_and_control_frames_are_shown() {
     );
 }
 
+/// `-v` on a compressed connection: what was agreed, and per message the
+/// bytes on the wire against the bytes inflated.
+#[test]
+fn verbose_shows_compressed_and_inflated_sizes() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let text = "{\"symbol\":\"BTC\",\"bid\":42000.5}".repeat(20);
+    let payload = text.clone();
+    std::thread::spawn(move || {
+        let (mut tcp, _) = listener.accept().unwrap();
+        tcp.set_read_timeout(Some(RUN_LIMIT)).unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && head.len() < 16 << 10 {
+            tcp.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head).to_string();
+        assert!(
+            head.contains("permessage-deflate"),
+            "offered by default: {head}"
+        );
+        let key = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+            .unwrap()
+            .trim()
+            .to_string();
+        let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+        let resp = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+        );
+        tcp.write_all(resp.as_bytes()).unwrap();
+        // One compressed text message (RSV1), then a close.
+        let mut z = flate2::Compress::new(flate2::Compression::default(), false);
+        let mut out = Vec::with_capacity(payload.len() + 64);
+        z.compress_vec(payload.as_bytes(), &mut out, flate2::FlushCompress::Sync)
+            .unwrap();
+        assert!(out.ends_with(&[0, 0, 0xff, 0xff]));
+        out.truncate(out.len() - 4);
+        assert!(out.len() < 126);
+        let mut frame = vec![0x80 | 0x40 | 0x1, out.len() as u8];
+        frame.extend_from_slice(&out);
+        frame.extend_from_slice(&[0x88, 2, 0x03, 0xe8]);
+        tcp.write_all(&frame).unwrap();
+        let mut sink = [0u8; 256];
+        while matches!(tcp.read(&mut sink), Ok(n) if n > 0) {}
+    });
+    let done = Run::start(&["-v", &url]).finish();
+    assert!(done.status.success(), "{}", done.stderr);
+    assert!(
+        done.stderr
+            .contains("(permessage-deflate: server window 15 bits"),
+        "{}",
+        done.stderr
+    );
+    let line = done
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("< text: "))
+        .unwrap_or_else(|| panic!("no text line in\n{}", done.stdout));
+    assert!(line.contains(&text), "{line}");
+    let plain = format!("{} B inflated", text.len());
+    assert!(
+        line.contains("deflate so far: 1 messages") && line.contains(&plain),
+        "{line}"
+    );
+}
+
 #[test]
 fn abnormal_server_close_is_an_error() {
     let (url, _closes) = serve(|ws, _| {

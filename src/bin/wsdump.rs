@@ -101,7 +101,25 @@ fn run(args: Args) -> Result<(), String> {
         .on_open(move |ws| {
             let _ = o1.opened.set(Instant::now());
             if o1.verbose > 0 {
-                eprintln!("wsdump: connected to {url}");
+                match ws.stats().compression {
+                    Some(c) => eprintln!(
+                        "wsdump: connected to {url} (permessage-deflate: server window {} bits, \
+                         client window {} bits{}{})",
+                        c.server_max_window_bits,
+                        c.client_max_window_bits,
+                        if c.server_no_context_takeover {
+                            ", server no context takeover"
+                        } else {
+                            ""
+                        },
+                        if c.client_no_context_takeover {
+                            ", client no context takeover"
+                        } else {
+                            ""
+                        },
+                    ),
+                    None => eprintln!("wsdump: connected to {url} (uncompressed)"),
+                }
             }
             // --text goes first, then the stdin thread starts (once: it follows reconnects).
             if let Some(pump) = stdin.take() {
@@ -289,8 +307,29 @@ impl Output {
             }
             _ => return,
         }
+        if self.verbose > 0 && !self.raw {
+            line.push_str(&self.compressed(ws, msg.len()));
+        }
         line.push('\n');
         self.write(ws, |o| o.write_all(line.as_bytes()));
+    }
+
+    /// With `-v` on a compressed connection: the message's size and the
+    /// compressed and inflated bytes received so far (the reader may be a
+    /// few messages ahead of the handler, so these are totals, not this
+    /// message's own).
+    fn compressed(&self, ws: &AppSender, len: usize) -> String {
+        let s = ws.stats();
+        if s.compression.is_none() {
+            return String::new();
+        }
+        let ratio = s
+            .compression_ratio_in()
+            .map_or("-".to_string(), |r| format!("{r:.1}x"));
+        format!(
+            " [{len} B; deflate so far: {} messages, {} B on the wire, {} B inflated, {ratio}]",
+            s.compressed_in, s.compressed_in_wire, s.compressed_in_plain
+        )
     }
 
     /// Pings, pongs and the close frame: with `-v`, never with `--raw`.
