@@ -221,8 +221,9 @@ impl HubIo {
             ..HubIoStats::default()
         };
         for lane in &self.lanes {
+            // Handed over and not ended: taken in or about to be.
+            hs.connections += lane.load.load(Ordering::Relaxed);
             let live: Vec<Arc<Shared>> = lock(&lane.live).values().cloned().collect();
-            hs.connections += live.len();
             for sh in live {
                 let mut s = Stats::default();
                 sh.inbox.fill(&mut s);
