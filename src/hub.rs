@@ -21,10 +21,71 @@
 //! [`Client::payload_chunk_size`]: crate::Client::payload_chunk_size
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crossbeam_channel as channel;
 
 use crate::connection::HubIo;
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+/// Dispatcher threads a hub starts by default: one per core, at least two
+/// (one handler that blocks then leaves the others a thread), at most 4.
+const DEFAULT_MAX_DISPATCHERS: usize = 4;
+
+/// Work for the dispatcher pool: one app's next callbacks.
+pub(crate) trait Task: Send + Sync {
+    /// Runs a bounded share of the task's callbacks, then returns the thread.
+    fn run(self: Arc<Self>);
+}
+
+/// The hub's dispatcher pool (`wsapp-disp-N`): runs apps' callbacks.
+pub(crate) struct Dispatch {
+    tx: Mutex<Option<channel::Sender<Arc<dyn Task>>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    n: usize,
+}
+
+impl Dispatch {
+    fn start(n: usize) -> Result<Dispatch> {
+        let (tx, rx) = channel::unbounded::<Arc<dyn Task>>();
+        let mut threads = Vec::new();
+        for i in 0..n.max(1) {
+            let rx = rx.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("wsapp-disp-h{i}"))
+                .spawn(move || {
+                    for task in rx.iter() {
+                        task.run();
+                    }
+                })
+                .map_err(Error::Io)?;
+            threads.push(t);
+        }
+        Ok(Dispatch {
+            tx: Mutex::new(Some(tx)),
+            threads: Mutex::new(threads),
+            n: n.max(1),
+        })
+    }
+
+    /// Queues `task`; `false` once the hub is shutting down.
+    pub(crate) fn send(&self, task: Arc<dyn Task>) -> bool {
+        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        tx.as_ref().is_some_and(|tx| tx.send(task).is_ok())
+    }
+
+    /// Lets the threads finish what is queued, and joins them.
+    fn shutdown(&self) {
+        drop(self.tx.lock().unwrap_or_else(|p| p.into_inner()).take());
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in threads {
+            if t.join().is_err() {
+                log::error!("a wsapp dispatcher thread panicked");
+            }
+        }
+    }
+}
 
 /// I/O threads a hub starts by default: one per core, at most this many (a
 /// hub thread turns thousands of idle connections per millisecond; more
@@ -65,6 +126,7 @@ pub struct Hub {
 /// What clients on the hub hold (weakly: a client does not keep a hub alive).
 pub(crate) struct HubShared {
     pub(crate) io: HubIo,
+    pub(crate) dispatch: Dispatch,
 }
 
 impl fmt::Debug for Hub {
@@ -76,7 +138,8 @@ impl fmt::Debug for Hub {
 }
 
 impl Hub {
-    /// A hub with one I/O thread per core (at most 4).
+    /// A hub with one I/O thread per core (at most 4), and as many dispatcher
+    /// threads (at least 2) for apps.
     ///
     /// # Errors
     ///
@@ -90,8 +153,10 @@ impl Hub {
     /// # Ok::<(), wsapp::Error>(())
     /// ```
     pub fn new() -> Result<Hub> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Hub::with_io_threads(cores.min(DEFAULT_MAX_IO_THREADS))
+        Hub::with_threads(
+            default_threads(DEFAULT_MAX_IO_THREADS, 1),
+            default_dispatchers(),
+        )
     }
 
     /// A hub with `threads` I/O threads (at least one).
@@ -108,9 +173,38 @@ impl Hub {
     /// # Ok::<(), wsapp::Error>(())
     /// ```
     pub fn with_io_threads(threads: usize) -> Result<Hub> {
+        Hub::with_threads(threads, default_dispatchers())
+    }
+
+    /// A hub with `io_threads` I/O threads and `dispatchers` dispatcher
+    /// threads (each at least one) for the [`WebSocketApp`](crate::WebSocketApp)s
+    /// started on it.
+    ///
+    /// An app's callbacks run on one dispatcher at a time, in wire order,
+    /// at most a batch per turn before the thread goes to the next app. A
+    /// handler that blocks holds its dispatcher: the other apps share the
+    /// rest, and with every dispatcher blocked no app's callbacks run (each
+    /// connection's inbox then fills, and its policy decides: `Block`
+    /// pauses that socket, the lossy ones drop). Size the pool for the
+    /// handlers that may block at once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`](crate::Error::Io) if a poller or a thread cannot be made.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let hub = wsapp::Hub::with_threads(1, 3)?;
+    /// let s = hub.stats();
+    /// assert_eq!((s.io_threads, s.dispatchers), (1, 3));
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn with_threads(io_threads: usize, dispatchers: usize) -> Result<Hub> {
         Ok(Hub {
             inner: Arc::new(HubShared {
-                io: HubIo::start(threads)?,
+                io: HubIo::start(io_threads)?,
+                dispatch: Dispatch::start(dispatchers)?,
             }),
         })
     }
@@ -134,6 +228,7 @@ impl Hub {
         HubStats {
             connections: io.connections,
             io_threads: io.io_threads,
+            dispatchers: self.inner.dispatch.n,
             paused: io.paused,
             queued: io.queued,
             queued_bytes: io.queued_bytes,
@@ -142,10 +237,21 @@ impl Hub {
     }
 }
 
+fn default_threads(max: usize, min: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.clamp(min, max)
+}
+
+fn default_dispatchers() -> usize {
+    default_threads(DEFAULT_MAX_DISPATCHERS, 2)
+}
+
 impl Drop for Hub {
     fn drop(&mut self) {
         // Not left to the last `Arc`: a connect in progress may hold one.
+        // Connections first: their apps' last callbacks run on the pool.
         self.inner.io.shutdown();
+        self.inner.dispatch.shutdown();
     }
 }
 
@@ -165,6 +271,8 @@ pub struct HubStats {
     pub connections: usize,
     /// The hub's I/O threads.
     pub io_threads: usize,
+    /// The hub's dispatcher threads, for apps.
+    pub dispatchers: usize,
     /// Connections that stopped reading their socket because their inbox is
     /// full ([`Overflow::Block`](crate::Overflow::Block)'s backpressure).
     pub paused: usize,
@@ -180,9 +288,10 @@ impl fmt::Display for HubStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "connections {} io_threads {} paused {} queued {} ({} B) outbox {} B",
+            "connections {} io_threads {} dispatchers {} paused {} queued {} ({} B) outbox {} B",
             self.connections,
             self.io_threads,
+            self.dispatchers,
             self.paused,
             self.queued,
             self.queued_bytes,

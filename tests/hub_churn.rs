@@ -13,8 +13,10 @@ fn threads_stay_fixed_while_connections_come_and_go() {
     let hub = Hub::with_io_threads(2).unwrap();
     let echo = common::echo_server();
     let client = Client::new(echo.url()).hub(&hub);
-    common::wait_for(WAIT, || (common::thread_names("wsapp-hub").len() == 2).then_some(()))
-        .expect("the hub's two threads");
+    common::wait_for(WAIT, || {
+        (common::thread_names("wsapp-hub").len() == 2).then_some(())
+    })
+    .expect("the hub's two threads");
     for round in 0..5 {
         let conns: Vec<_> = (0..20).map(|_| client.connect().unwrap()).collect();
         assert_eq!(hub.stats().connections, 20);
@@ -26,7 +28,10 @@ fn threads_stay_fixed_while_connections_come_and_go() {
             assert_eq!(m.to_text().unwrap(), format!("{round}/{i}"));
         }
         assert_eq!(common::thread_names("wsapp-hub").len(), 2, "round {round}");
-        assert!(common::thread_names("wsapp-io").is_empty(), "no thread per connection");
+        assert!(
+            common::thread_names("wsapp-io").is_empty(),
+            "no thread per connection"
+        );
         // Half closed explicitly, half dropped.
         for (i, ws) in conns.into_iter().enumerate() {
             if i % 2 == 0 {

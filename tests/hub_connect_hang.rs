@@ -40,12 +40,19 @@ fn a_hanging_connect_does_not_delay_the_others() {
         worst = worst.max(t.elapsed());
         n += 1;
     }
-    assert!(worst < Duration::from_millis(100), "worst round trip {worst:?} over {n}");
+    assert!(
+        worst < Duration::from_millis(100),
+        "worst round trip {worst:?} over {n}"
+    );
     let t = Instant::now();
     let other = Client::new(echo.url()).hub(&hub).connect().unwrap();
     other.send_text("x").unwrap();
     assert!(other.recv_timeout(WAIT).unwrap().is_some());
-    assert!(t.elapsed() < Duration::from_secs(1), "a connect took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "a connect took {:?}",
+        t.elapsed()
+    );
 
     for h in hanging {
         let e = h.join().unwrap().unwrap_err();

@@ -34,12 +34,17 @@ fn dropping_the_hub_closes_every_connection_with_1001() {
     let conns: Vec<_> = (0..CONNS)
         .map(|_| Client::new(server.url()).hub(&hub).connect().unwrap())
         .collect();
-    common::wait_for(WAIT, || (common::thread_names("wsapp-hub").len() == 2).then_some(()))
-        .expect("the hub's two threads");
+    common::wait_for(WAIT, || {
+        (common::thread_names("wsapp-hub").len() == 2).then_some(())
+    })
+    .expect("the hub's two threads");
     let t = Instant::now();
     drop(hub);
     assert!(t.elapsed() < WAIT, "the drop took {:?}", t.elapsed());
-    assert!(common::thread_names("wsapp-hub").is_empty(), "threads joined");
+    assert!(
+        common::thread_names("wsapp-hub").is_empty(),
+        "threads joined"
+    );
     for _ in 0..CONNS {
         let code = rx.recv_timeout(WAIT).expect("the peer sees a close");
         assert_eq!(code, Some(1001));

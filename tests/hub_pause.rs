@@ -39,7 +39,10 @@ fn a_paused_connection_does_not_stall_a_busy_one() {
     let p99 = lat[ROUND_TRIPS * 99 / 100];
     // Generous for a shared 2-core machine; a stalled thread would show seconds.
     assert!(p99 < Duration::from_millis(50), "p99 round trip {p99:?}");
-    assert!(total < Duration::from_secs(5), "{ROUND_TRIPS} round trips took {total:?}");
+    assert!(
+        total < Duration::from_secs(5),
+        "{ROUND_TRIPS} round trips took {total:?}"
+    );
     let s = paused.stats();
     assert!(s.paused && s.queued == 16, "still paused, untouched: {s}");
 

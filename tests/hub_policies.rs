@@ -18,7 +18,10 @@ fn numbered_server() -> common::Server {
             return;
         };
         for i in 0..N {
-            if ws.send(Message::binary(common::flood_payload(i, 16))).is_err() {
+            if ws
+                .send(Message::binary(common::flood_payload(i, 16)))
+                .is_err()
+            {
                 return;
             }
         }
@@ -59,12 +62,24 @@ fn each_connection_keeps_its_own_policy() {
     assert_eq!(hub.stats().paused, 1, "{}", hub.stats());
 
     let newest_got = drain(&newest);
-    assert_eq!(newest_got, (0..4).collect::<Vec<_>>(), "DropNewest keeps the first");
+    assert_eq!(
+        newest_got,
+        (0..4).collect::<Vec<_>>(),
+        "DropNewest keeps the first"
+    );
     assert_eq!(newest.stats().dropped.newest, N - 4);
     let oldest_got = drain(&oldest);
-    assert_eq!(oldest_got, (N - 4..N).collect::<Vec<_>>(), "DropOldest keeps the last");
+    assert_eq!(
+        oldest_got,
+        (N - 4..N).collect::<Vec<_>>(),
+        "DropOldest keeps the last"
+    );
     assert_eq!(oldest.stats().dropped.oldest, N - 4);
     let block_got = drain(&block);
-    assert_eq!(block_got, (0..N).collect::<Vec<_>>(), "Block: all, in order");
+    assert_eq!(
+        block_got,
+        (0..N).collect::<Vec<_>>(),
+        "Block: all, in order"
+    );
     assert_eq!(block.stats().dropped.total(), 0);
 }

@@ -444,6 +444,7 @@ impl WebSocket {
                 ready,
                 queued: AtomicBool::new(false),
                 done: Done::default(),
+                on_ready: Default::default(),
                 flavor: if inbox.allows_direct() {
                     Flavor::Direct
                 } else {
@@ -838,6 +839,28 @@ impl WebSocket {
 
     fn shared(&self) -> &Shared {
         &self.sender.shared
+    }
+
+    /// On a hub: `f` runs (on the hub thread; it must be quick) after a turn
+    /// that left messages queued, and once the connection has ended. Set once.
+    pub(crate) fn on_ready(&self, f: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.shared().on_ready.set(f);
+        f_now(self.shared());
+    }
+
+    /// Whether a `try_recv` now has something to give: a message or the end.
+    pub(crate) fn has_news(&self) -> bool {
+        let sh = self.shared();
+        !sh.inbox.is_empty() || sh.ended.load(Ordering::Acquire)
+    }
+}
+
+/// Calls the ready hook if something is already there (set after messages came).
+fn f_now(sh: &Shared) {
+    if let Some(f) = sh.on_ready.get() {
+        if !sh.inbox.is_empty() || sh.ended.load(Ordering::Acquire) {
+            f();
+        }
     }
 }
 

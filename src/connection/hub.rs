@@ -409,6 +409,12 @@ impl HubThread {
                 },
             },
         };
+        let sh = slot.io.shared();
+        if let Some(ready) = sh.on_ready.get() {
+            if !sh.inbox.is_empty() {
+                ready();
+            }
+        }
         match next {
             Next::Wait(Some(Duration::ZERO)) => self.again.push(key),
             Next::Wait(Some(wait)) => {
@@ -422,6 +428,9 @@ impl HubThread {
             Next::Done => {
                 if let Some(mut slot) = self.slots.remove(&key) {
                     slot.io.end_finish();
+                    if let Some(ready) = slot.io.shared().on_ready.get() {
+                        ready();
+                    }
                 }
                 lock(&self.lane.live).remove(&key);
                 self.lane.load.fetch_sub(1, Ordering::Relaxed);

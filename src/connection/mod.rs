@@ -102,6 +102,9 @@ struct Shared {
     /// Set once the I/O side has finished: what `WebSocket::close` waits
     /// for on a hub, where there is no thread to join.
     done: Done,
+    /// On a hub: called by the hub thread after a turn that left messages
+    /// queued, and once after the end (an app's dispatcher schedules itself).
+    on_ready: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
     inbox: Inbox,
     flavor: Flavor,
     counters: Counters,
