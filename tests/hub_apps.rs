@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use tungstenite::Message;
 use wsapp::{Client, Hub, WebSocketApp};
 
 const N: u64 = 300;
@@ -15,20 +14,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 #[test]
 fn apps_keep_order_and_a_blocked_handler_holds_one_dispatcher() {
-    let server = common::serve(|tcp| {
-        let Ok(mut ws) = tungstenite::accept(tcp) else {
-            return;
-        };
-        for i in 0..N {
-            if ws
-                .send(Message::binary(common::flood_payload(i, 16)))
-                .is_err()
-            {
-                return;
-            }
-        }
-        while ws.read().is_ok() {}
-    });
+    let server = common::numbered_server(N);
     let hub = Hub::with_threads(1, 2).unwrap();
     let release = Arc::new(AtomicBool::new(false));
     let r = release.clone();

@@ -5,29 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use tungstenite::Message;
 use wsapp::{Client, Hub, Overflow};
 
 const N: u64 = 200;
 const WAIT: Duration = Duration::from_secs(10);
-
-/// Sends `N` numbered messages, then echoes until the client closes.
-fn numbered_server() -> common::Server {
-    common::serve(|tcp| {
-        let Ok(mut ws) = tungstenite::accept(tcp) else {
-            return;
-        };
-        for i in 0..N {
-            if ws
-                .send(Message::binary(common::flood_payload(i, 16)))
-                .is_err()
-            {
-                return;
-            }
-        }
-        while ws.read().is_ok() {}
-    })
-}
 
 fn drain(ws: &wsapp::WebSocket) -> Vec<u64> {
     let mut got = Vec::new();
@@ -40,7 +21,7 @@ fn drain(ws: &wsapp::WebSocket) -> Vec<u64> {
 #[test]
 fn each_connection_keeps_its_own_policy() {
     let hub = Hub::with_io_threads(2).unwrap();
-    let server = numbered_server();
+    let server = common::numbered_server(N);
     let on_hub = |policy: Overflow, cap: usize| {
         Client::new(server.url())
             .hub(&hub)
