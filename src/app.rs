@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use crate::client::Client;
 use crate::connection::Sender;
 use crate::error::{panic_message, Error, Result, TrySendError};
+use crate::hub::{HubShared, Task};
 use crate::stats::Stats;
 use crate::{Bytes, CloseFrame, Message, Utf8Bytes};
 
@@ -1032,6 +1033,9 @@ impl<H: Handler + 'static> WebSocketApp<H> {
     /// ```
     pub fn start(self) -> Result<AppHandle> {
         self.client.validate()?;
+        if let Some(hub) = self.client.live_hub()? {
+            return self.start_on_hub(&hub);
+        }
         let sender = self.sender.clone();
         let id = self.id;
         let thread = std::thread::Builder::new()
@@ -1041,6 +1045,7 @@ impl<H: Handler + 'static> WebSocketApp<H> {
         Ok(AppHandle {
             sender,
             thread: Some(thread),
+            on_hub: None,
         })
     }
 
@@ -1114,6 +1119,51 @@ impl<H: Handler + 'static> WebSocketApp<H> {
             log::debug!("reconnecting in {delay:?} (attempt {attempt})");
             self.sleep(delay);
         }
+    }
+
+    /// [`start`](WebSocketApp::start) on a hub: connects here, then runs
+    /// the callbacks on the hub's dispatcher pool.
+    fn start_on_hub(mut self, hub: &Arc<HubShared>) -> Result<AppHandle> {
+        if self.reconnect.is_some() || self.workers.is_some() || self.stats_interval.is_some() {
+            return Err(Error::config(
+                "an app on a hub does not reconnect, run workers or report stats \
+                 periodically yet: start it without a hub for those",
+            ));
+        }
+        // The dispatcher takes from the inbox; a direct read would have it
+        // wait on the socket, holding a pool thread.
+        self.client = self.client.clone().direct_reads(false);
+        let ws = self.client.connect()?;
+        *self.sender.shared.current() = Some(ws.sender());
+        let sender = self.sender.clone();
+        let done = Arc::new(HubAppDone::default());
+        let task = Arc::new(HubApp {
+            state: Mutex::new(Some(HubAppState {
+                app: self,
+                ws: Some(ws),
+                opened: false,
+            })),
+            scheduled: AtomicBool::new(false),
+            hub: Arc::downgrade(hub),
+            done: done.clone(),
+        });
+        // The connection's hook keeps the app alive while the connection
+        // lives (as the thread of `start` does without a hub); the app lets
+        // go of the connection when it ends, which ends the cycle.
+        let hook = task.clone();
+        let state = task.state.lock().unwrap_or_else(|p| p.into_inner());
+        let ws = state
+            .as_ref()
+            .and_then(|st| st.ws.as_ref())
+            .expect("just set");
+        ws.on_ready(Box::new(move || hook.schedule()));
+        drop(state);
+        task.schedule(); // on_open
+        Ok(AppHandle {
+            sender,
+            thread: None,
+            on_hub: Some(done),
+        })
     }
 
     fn closed(&self) -> bool {
@@ -1227,6 +1277,13 @@ impl<H: Handler + 'static> WebSocketApp<H> {
                 self.call("on_error", |h, s| h.on_error(s, &err));
             }
         }
+        self.session_end(ws, &end);
+        end
+    }
+
+    /// The end of a session: the last stats, then `on_close` (and
+    /// `on_error` for an end other than a close handshake).
+    fn session_end(&mut self, ws: crate::WebSocket, end: &Error) {
         *self
             .sender
             .shared
@@ -1234,7 +1291,7 @@ impl<H: Handler + 'static> WebSocketApp<H> {
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = ws.stats();
         *self.sender.shared.current() = None;
-        match &end {
+        match end {
             Error::Closed(frame) => {
                 let frame = frame.clone();
                 self.call("on_close", |h, s| h.on_close(s, frame));
@@ -1248,7 +1305,6 @@ impl<H: Handler + 'static> WebSocketApp<H> {
             }
         }
         drop(ws);
-        end
     }
 
     fn dispatch(&mut self, msg: Message) {
@@ -1279,6 +1335,8 @@ impl<H: Handler + 'static> WebSocketApp<H> {
 pub struct AppHandle {
     sender: AppSender,
     thread: Option<JoinHandle<Result<()>>>,
+    /// On a hub: the app's end, set by the dispatcher that ran its last callback.
+    on_hub: Option<Arc<HubAppDone>>,
 }
 
 impl AppHandle {
@@ -1341,6 +1399,9 @@ impl AppHandle {
     /// # Ok::<(), wsapp::Error>(())
     /// ```
     pub fn join(mut self) -> Result<()> {
+        if let Some(done) = self.on_hub.take() {
+            return done.wait();
+        }
         match self.thread.take().map(JoinHandle::join) {
             Some(Ok(r)) => r,
             Some(Err(_)) => Err(Error::Handler {
@@ -1348,6 +1409,120 @@ impl AppHandle {
                 message: "the dispatcher thread panicked".into(),
             }),
             None => Ok(()),
+        }
+    }
+}
+
+/// Callbacks handled per turn of a dispatcher before it goes to the next
+/// app: one busy connection does not keep the others' callbacks waiting
+/// longer than this many of its own.
+const DISPATCH_TURN: usize = 64;
+
+/// An app running on a hub's dispatcher pool.
+struct HubApp<H: Handler> {
+    /// `None` once the app has ended. The lock is held through a turn of
+    /// callbacks: one app's callbacks never run at the same time.
+    state: Mutex<Option<HubAppState<H>>>,
+    /// Queued on the pool, or running: a wake then only makes sure of another turn.
+    scheduled: AtomicBool,
+    hub: std::sync::Weak<HubShared>,
+    done: Arc<HubAppDone>,
+}
+
+struct HubAppState<H: Handler> {
+    app: WebSocketApp<H>,
+    ws: Option<crate::WebSocket>,
+    opened: bool,
+}
+
+/// The end of an app on a hub, for [`AppHandle::join`].
+#[derive(Debug, Default)]
+struct HubAppDone {
+    result: Mutex<Option<Result<()>>>,
+    cv: Condvar,
+}
+
+impl HubAppDone {
+    fn set(&self, r: Result<()>) {
+        *self.result.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+        self.cv.notify_all();
+    }
+
+    fn wait(&self) -> Result<()> {
+        let mut r = self.result.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(r) = r.take() {
+                return r;
+            }
+            r = self.cv.wait(r).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+impl<H: Handler + 'static> HubApp<H> {
+    fn schedule(self: &Arc<Self>) {
+        if self.scheduled.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let queued = self
+            .hub
+            .upgrade()
+            .is_some_and(|hub| hub.dispatch.send(self.clone()));
+        if !queued {
+            // The hub is gone: the app ends where it stands.
+            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(mut st) = state.take() {
+                let end = Error::Closed(None);
+                if let Some(ws) = st.ws.take() {
+                    st.app.session_end(ws, &end);
+                }
+                st.app.sender.shared.ended.store(true, Ordering::Release);
+                self.done.set(Ok(()));
+            }
+        }
+    }
+}
+
+impl<H: Handler + 'static> Task for HubApp<H> {
+    fn run(self: Arc<Self>) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(st) = state.as_mut() else {
+            return;
+        };
+        if !st.opened {
+            st.opened = true;
+            st.app.call("on_open", |h, s| h.on_open(s));
+        }
+        let mut end = None;
+        for _ in 0..DISPATCH_TURN {
+            let Some(ws) = st.ws.as_ref() else { break };
+            match ws.try_recv() {
+                Ok(Some(msg)) => st.app.dispatch(msg),
+                Ok(None) => break,
+                Err(e) => {
+                    end = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = end {
+            if let Some(ws) = st.ws.take() {
+                st.app.session_end(ws, &e);
+            }
+            let closed = st.app.closed();
+            st.app.sender.shared.ended.store(true, Ordering::Release);
+            *state = None;
+            drop(state);
+            self.done.set(if closed { Ok(()) } else { Err(e) });
+            return;
+        }
+        // Unscheduled before the look: a message pushed after it schedules
+        // the app itself, one pushed before it is seen here.
+        self.scheduled.store(false, Ordering::SeqCst);
+        let news = st.ws.as_ref().is_some_and(|ws| ws.has_news());
+        drop(state);
+        if news {
+            self.schedule();
         }
     }
 }

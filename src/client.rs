@@ -4,6 +4,7 @@
 //!
 //! It holds options and sequences the layers; it does no I/O of its own.
 
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use native_tls::{Certificate, Identity, TlsConnector};
@@ -13,6 +14,7 @@ use crate::connection::{IoOptions, WebSocket};
 use crate::deflate::Compression;
 use crate::error::{Error, Result};
 use crate::handshake::HandshakeOptions;
+use crate::hub::{Hub, HubShared};
 use crate::proxy::Proxy;
 use crate::queue::{FilterFn, Inbox, Overflow};
 use crate::socket::SocketOptions;
@@ -108,7 +110,19 @@ pub struct Client {
     proxy: ProxyChoice,
     /// An option that could not be taken (a bad certificate, say), reported by `connect`.
     deferred: Option<String>,
+    /// The hub connections go on (weak: a client does not keep a hub alive).
+    hub: Option<Weak<HubShared>>,
+    read_buffer_size: Option<usize>,
+    payload_chunk_size: Option<usize>,
 }
+
+/// tungstenite's read buffer on a hub, by default: small messages need no
+/// more, a larger one grows it for itself, and tungstenite zeroes the whole
+/// buffer on its first read (128 KiB per connection at its default).
+const HUB_READ_BUFFER: usize = 4 << 10;
+/// Payload chunks on a hub, by default (see `connection::slab`): one chunk
+/// is kept per connection that has received anything.
+const HUB_PAYLOAD_CHUNK: usize = 4 << 10;
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -124,6 +138,7 @@ impl std::fmt::Debug for Client {
             .field("io", &self.io)
             .field("redirects", &self.redirects)
             .field("proxy", &self.proxy)
+            .field("hub", &self.hub.is_some())
             .finish()
     }
 }
@@ -160,12 +175,72 @@ impl Client {
                 ping_interval: Some(DEFAULT_PING_INTERVAL),
                 ping_timeout: Some(default_ping_timeout(DEFAULT_PING_INTERVAL)),
                 ping_payload: Bytes::new(),
+                payload_chunk: crate::connection::DEFAULT_PAYLOAD_CHUNK,
             },
             ping_timeout_set: false,
             redirects: 3,
             proxy: ProxyChoice::Env,
             deferred: None,
+            hub: None,
+            read_buffer_size: None,
+            payload_chunk_size: None,
         }
+    }
+
+    /// Puts the connections this client makes on `hub`: its threads drive
+    /// them, and no thread is started per connection. Connecting (DNS, TCP,
+    /// proxy, TLS, the upgrade) still runs on the thread that calls
+    /// [`connect`](Client::connect), with its timeouts; only the established
+    /// connection goes to the hub. Without it, each connection has an I/O
+    /// thread of its own.
+    ///
+    /// On a hub, [`read_buffer_size`](Client::read_buffer_size) and
+    /// [`payload_chunk_size`](Client::payload_chunk_size) default to 4 KiB.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let hub = wsapp::Hub::new()?;
+    /// let ws = wsapp::Client::new("ws://127.0.0.1:9001/").hub(&hub).connect()?;
+    /// assert_eq!(hub.stats().connections, 1);
+    /// # Ok::<(), wsapp::Error>(())
+    /// ```
+    pub fn hub(mut self, hub: &Hub) -> Client {
+        self.hub = Some(Arc::downgrade(&hub.inner));
+        self
+    }
+
+    /// The size of tungstenite's read buffer: how much one read of the
+    /// socket takes at most, and what a connection holds once it has read
+    /// anything. A message larger than it grows the buffer for itself.
+    /// Defaults to 128 KiB, or 4 KiB on a [`hub`](Client::hub).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = wsapp::Client::new("ws://h/").read_buffer_size(16 << 10);
+    /// # let _ = c;
+    /// ```
+    pub fn read_buffer_size(mut self, bytes: usize) -> Client {
+        self.read_buffer_size = Some(bytes.max(1));
+        self
+    }
+
+    /// The size of the chunks small payloads (under 16 KiB) are copied into
+    /// out of the read buffer, many messages to a chunk (one allocation per
+    /// chunk, freed when its last message is dropped). A connection keeps
+    /// one chunk once it has received anything. Defaults to 64 KiB, or
+    /// 4 KiB on a [`hub`](Client::hub).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = wsapp::Client::new("ws://h/").payload_chunk_size(8 << 10);
+    /// # let _ = c;
+    /// ```
+    pub fn payload_chunk_size(mut self, bytes: usize) -> Client {
+        self.payload_chunk_size = Some(bytes.max(1));
+        self
     }
 
     /// The URL this builder connects to.
@@ -839,18 +914,53 @@ impl Client {
             stream = crate::tls::wrap(stream, &target.host, tls, deadline)?;
         }
         let tls_name = tls.server_name.as_deref().unwrap_or(&target.host);
+        let hub = self.live_hub()?;
+        let mut ws_config = self.ws_config;
+        let mut io = self.io.clone();
+        if let Some(bytes) = self
+            .read_buffer_size
+            .or(hub.as_ref().map(|_| HUB_READ_BUFFER))
+        {
+            ws_config.read_buffer_size = bytes;
+        }
+        if let Some(bytes) = self
+            .payload_chunk_size
+            .or(hub.as_ref().map(|_| HUB_PAYLOAD_CHUNK))
+        {
+            io.payload_chunk = bytes;
+        }
         let (ws, response) = crate::handshake::handshake(
             stream,
             &request,
             target.secure.then_some(tls_name),
-            self.ws_config,
+            ws_config,
             deadline,
         )?;
         let (queue, queue_bytes) = (self.queue, self.queue_bytes);
         let (overflow, filter) = (self.overflow.clone(), self.filter.clone());
         let direct = self.direct_reads;
-        WebSocket::start(ws, response, self.io.clone(), move |resume| {
-            Inbox::new(queue, queue_bytes, overflow, filter, direct, resume)
-        })
+        WebSocket::start(
+            ws,
+            response,
+            io,
+            hub.as_ref().map(|h| &h.io),
+            move |resume| Inbox::new(queue, queue_bytes, overflow, filter, direct, resume),
+        )
+    }
+
+    /// The hub this client is on, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if the hub has been dropped.
+    pub(crate) fn live_hub(&self) -> Result<Option<Arc<HubShared>>> {
+        match &self.hub {
+            None => Ok(None),
+            Some(weak) => weak.upgrade().map(Some).ok_or_else(|| {
+                Error::config(
+                    "the hub this client was put on has been dropped: put it on a live Hub",
+                )
+            }),
+        }
     }
 }

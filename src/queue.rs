@@ -211,6 +211,12 @@ const WAIT_SAMPLE: u64 = 8;
 /// policies that reach into the queue (`Block` and `DropNewest` take all).
 const PREFETCH: usize = 32;
 
+/// Slots the inbox allocates up front; it grows on demand past them. A
+/// preallocation of the whole bound costs every idle connection its whole
+/// queue in memory (about 100 KiB at 1,024 messages), which a hub of 10,000
+/// connections cannot afford; growing is amortized and happens once.
+const PREALLOC: usize = 64;
+
 /// The bounded inbox. One producer (the I/O thread), any number of consumers.
 pub(crate) struct Inbox {
     state: Mutex<State>,
@@ -265,7 +271,7 @@ impl Inbox {
     ) -> Inbox {
         Inbox {
             state: Mutex::new(State {
-                items: VecDeque::with_capacity(cap.min(4096)),
+                items: VecDeque::with_capacity(cap.min(PREALLOC)),
                 bytes: 0,
                 keys: HashMap::new(),
                 front_seq: 0,

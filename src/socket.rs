@@ -104,27 +104,50 @@ pub(crate) fn buffer_sizes(stream: &TcpStream) -> (Option<usize>, Option<usize>)
     (sock.recv_buffer_size().ok(), sock.send_buffer_size().ok())
 }
 
-/// Bytes waiting in the kernel's receive queue (`FIONREAD`, the `Recv-Q` of `ss -tn`).
-pub(crate) fn recv_queue(stream: &TcpStream) -> Option<usize> {
-    sys::recv_queue(stream)
+/// The descriptor of a connection's socket, for probes from any thread
+/// without the connection's lock and without a duplicate descriptor (one
+/// per connection counts against the open-files limit at 10,000 connections).
+///
+/// It does not own the socket: the owner (the connection's `Io`, which lives
+/// as long as whoever holds the probe) keeps it open. Probes only ask the
+/// kernel (`poll`, `FIONREAD`); nothing reads, writes or closes through it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Probe {
+    #[cfg(unix)]
+    fd: std::os::fd::RawFd,
 }
 
-/// Waits until `stream` is readable (or has an error or hang-up), at most
+impl Probe {
+    /// A probe of `stream`'s descriptor; `stream`'s owner must outlive it.
+    pub(crate) fn of(stream: &TcpStream) -> Probe {
+        let _ = stream;
+        Probe {
+            #[cfg(unix)]
+            fd: std::os::fd::AsRawFd::as_raw_fd(stream),
+        }
+    }
+}
+
+/// Bytes waiting in the kernel's receive queue (`FIONREAD`, the `Recv-Q` of `ss -tn`).
+pub(crate) fn recv_queue(probe: &Probe) -> Option<usize> {
+    sys::recv_queue(probe)
+}
+
+/// Waits until the socket is readable (or has an error or hang-up), at most
 /// `timeout`. Only waits: reading is the connection layer's.
-pub(crate) fn wait_readable(stream: &TcpStream, timeout: Duration) {
-    sys::wait_readable(stream, timeout)
+pub(crate) fn wait_readable(probe: &Probe, timeout: Duration) {
+    sys::wait_readable(probe, timeout)
 }
 
 #[cfg(unix)]
 #[allow(unsafe_code)]
 mod sys {
-    use std::net::TcpStream;
-    use std::os::fd::AsRawFd;
+    use super::Probe;
     use std::time::Duration;
 
-    pub(super) fn wait_readable(stream: &TcpStream, timeout: Duration) {
+    pub(super) fn wait_readable(probe: &Probe, timeout: Duration) {
         let mut fd = libc::pollfd {
-            fd: stream.as_raw_fd(),
+            fd: probe.fd,
             events: libc::POLLIN,
             revents: 0,
         };
@@ -148,23 +171,23 @@ mod sys {
         }
     }
 
-    pub(super) fn recv_queue(stream: &TcpStream) -> Option<usize> {
+    pub(super) fn recv_queue(probe: &Probe) -> Option<usize> {
         let mut n: libc::c_int = 0;
         // SAFETY: FIONREAD writes one c_int through the pointer, which points to
-        // a live local; the fd is valid for the borrow of `stream`.
-        let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::FIONREAD, &mut n) };
+        // a live local; the fd stays open while the probe's owner lives (see `Probe`).
+        let rc = unsafe { libc::ioctl(probe.fd, libc::FIONREAD, &mut n) };
         (rc == 0 && n >= 0).then_some(n as usize)
     }
 }
 
 #[cfg(not(unix))]
 mod sys {
-    pub(super) fn wait_readable(_stream: &std::net::TcpStream, timeout: std::time::Duration) {
+    pub(super) fn wait_readable(_probe: &super::Probe, timeout: std::time::Duration) {
         // No readiness wait here: a short sleep, then the caller reads again.
         std::thread::sleep(timeout.min(std::time::Duration::from_micros(100)));
     }
 
-    pub(super) fn recv_queue(_stream: &std::net::TcpStream) -> Option<usize> {
+    pub(super) fn recv_queue(_probe: &super::Probe) -> Option<usize> {
         None
     }
 }
@@ -189,10 +212,11 @@ mod tests {
         let (mut peer, _) = listener.accept().unwrap();
         peer.write_all(&[7; 1000]).unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while recv_queue(&stream) != Some(1000) && std::time::Instant::now() < deadline {
+        while recv_queue(&Probe::of(&stream)) != Some(1000) && std::time::Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(5));
         }
-        assert_eq!(recv_queue(&stream), Some(1000));
+        assert_eq!(recv_queue(&Probe::of(&stream)), Some(1000));
     }
 
     #[test]

@@ -11,12 +11,12 @@ use std::sync::{Arc, Mutex, TryLockError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use polling::{Event, PollMode, Poller};
+use polling::Poller;
 use tungstenite::protocol::frame::coding::CloseCode;
 
 use super::io_thread::IoThread;
 use super::outbox::{Outbox, Refused, Wait};
-use super::{would_block, Flavor, Io, IoOptions, Shared};
+use super::{register, would_block, Done, Flavor, HubIo, Io, IoOptions, Shared};
 use crate::error::{Error, Result, TrySendError};
 use crate::queue::{payload_len, Inbox};
 use crate::stats::{Counters, Stats};
@@ -302,17 +302,7 @@ impl Sender {
         if let Some(f) = &frame {
             crate::wire::check_close(u16::from(f.code), &f.reason)?;
         }
-        let mut req = self
-            .shared
-            .close_request
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if req.is_none() && !self.shared.ended.load(Ordering::Acquire) {
-            *req = Some(frame);
-            self.shared.closing.store(true, Ordering::Release);
-            drop(req);
-            self.shared.wake();
-        }
+        self.shared.request_close(frame);
         Ok(())
     }
 
@@ -362,18 +352,20 @@ impl Sender {
                 s.compressed_out_wire = deflated.wire;
                 s.compressed_out_plain = deflated.plain;
             }
+            (s.recv_buffer_size, s.send_buffer_size) =
+                crate::socket::buffer_sizes(io.ws.get_ref().tcp());
         }
         s.outbox = sh.outbox.len();
         s.outbox_bytes = sh.outbox.bytes();
         s.kernel_recv_queue = crate::socket::recv_queue(&sh.probe);
-        (s.recv_buffer_size, s.send_buffer_size) = crate::socket::buffer_sizes(&sh.probe);
         s
     }
 }
 
 /// A blocking WebSocket connection: receive on one thread, send from any.
 ///
-/// An I/O thread (`wsapp-io-N`) owns the socket. It reads messages into a
+/// An I/O thread (`wsapp-io-N`, or one of a [`Hub`](crate::Hub)'s
+/// `wsapp-hub-N` threads with [`Client::hub`](crate::Client::hub)) owns the socket. It reads messages into a
 /// bounded inbox under the client's [`Overflow`](crate::Overflow) policy, writes
 /// what the outbox holds, answers pings at once and runs the close handshake.
 /// Dropping the `WebSocket` closes the connection and joins that thread.
@@ -390,7 +382,9 @@ impl Sender {
 /// ```
 pub struct WebSocket {
     sender: Sender,
+    /// The dedicated I/O thread; `None` on a hub (or once joined).
     thread: Mutex<Option<JoinHandle<()>>>,
+    on_hub: bool,
     response: Response,
     protocol: Option<String>,
     compression: Option<crate::Compression>,
@@ -411,11 +405,13 @@ impl std::fmt::Debug for WebSocket {
 }
 
 impl WebSocket {
-    /// Takes over a handshaken tungstenite socket and starts its I/O thread.
+    /// Takes over a handshaken tungstenite socket and starts its I/O thread,
+    /// or hands it to a thread of `hub`.
     pub(crate) fn start(
         ws: tungstenite::WebSocket<Stream>,
         response: Response,
         opts: IoOptions,
+        hub: Option<&HubIo>,
         make_inbox: impl FnOnce(Box<dyn Fn() + Send + Sync>) -> Inbox,
     ) -> Result<WebSocket> {
         let mut ws = ws;
@@ -425,57 +421,75 @@ impl WebSocket {
         // A server that reset right after the upgrade: the connection is lost.
         let local_addr = tcp.local_addr().map_err(Error::lost_or_io)?;
         let peer_addr = tcp.peer_addr().map_err(Error::lost_or_io)?;
-        let probe = tcp.try_clone().map_err(Error::Io)?;
-        let poller = Arc::new(Poller::new().map_err(Error::Io)?);
-        // SAFETY: the socket stays open until the I/O thread deletes it from the
-        // poller: `Io` (which owns it) outlives the thread, and the thread deletes
-        // the registration before it returns.
-        #[allow(unsafe_code)]
-        unsafe {
-            poller
-                .add_with_mode(tcp, Event::readable(0), PollMode::Level)
-                .map_err(Error::Io)?;
-        }
-        let waker = poller.clone();
-        let inbox = make_inbox(Box::new(move || {
-            let _ = waker.notify();
-        }));
+        let probe = crate::socket::Probe::of(tcp);
+        let lane = hub.map(HubIo::lane).transpose()?;
+        let (poller, key, ready) = match &lane {
+            None => {
+                let poller = Arc::new(Poller::new().map_err(Error::Io)?);
+                register(&poller, tcp, 0).map_err(Error::Io)?;
+                (poller, 0, None)
+            }
+            Some(lane) => (lane.poller(), lane.next_key(), Some(lane.ready())),
+        };
         let (outbox, rx) = Outbox::new(opts.outbox, opts.outbox_bytes);
         let protocol = crate::handshake::chosen_protocol(&response);
         let compression = ws.get_ref().compression().copied();
-        let shared = Arc::new(Shared {
-            io: Mutex::new(Io {
-                ws,
-                write_pending: false,
-                fatal: None,
-                reading: Default::default(),
-                direct_messages: 0,
-                direct_bytes: 0,
-            }),
-            outbox,
-            poller,
-            flavor: if inbox.allows_direct() {
-                Flavor::Direct
-            } else {
-                Flavor::Queue
-            },
-            inbox,
-            counters: Counters::default(),
-            probe,
-            close_request: Mutex::new(None),
-            closing: AtomicBool::new(false),
-            ended: AtomicBool::new(false),
+        let shared = Arc::new_cyclic(|me: &std::sync::Weak<Shared>| {
+            let me = me.clone();
+            // The inbox wakes the I/O side when a paused reader may read again.
+            let inbox = make_inbox(Box::new(move || {
+                if let Some(sh) = me.upgrade() {
+                    sh.wake();
+                }
+            }));
+            Shared {
+                io: Mutex::new(Io {
+                    ws,
+                    write_pending: false,
+                    fatal: None,
+                    reading: Default::default(),
+                    direct_messages: 0,
+                    direct_bytes: 0,
+                }),
+                outbox,
+                poller,
+                key,
+                ready,
+                queued: AtomicBool::new(false),
+                done: Done::default(),
+                on_ready: Default::default(),
+                flavor: if inbox.allows_direct() {
+                    Flavor::Direct
+                } else {
+                    Flavor::Queue
+                },
+                inbox,
+                counters: Counters::default(),
+                probe,
+                close_request: Mutex::new(None),
+                closing: AtomicBool::new(false),
+                ended: AtomicBool::new(false),
+            }
         });
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let worker = IoThread::new(shared.clone(), rx, opts);
-        let thread = std::thread::Builder::new()
-            .name(format!("wsapp-io-{id}"))
-            .spawn(move || worker.run())
-            .map_err(Error::Io)?;
+        let thread = match lane {
+            None => Some(
+                std::thread::Builder::new()
+                    .name(format!("wsapp-io-{id}"))
+                    .spawn(move || worker.run())
+                    .map_err(Error::Io)?,
+            ),
+            Some(lane) => {
+                lane.adopt(worker);
+                None
+            }
+        };
         log::debug!("connection {id} open: {local_addr} -> {peer_addr}");
         Ok(WebSocket {
             sender: Sender { shared },
-            thread: Mutex::new(Some(thread)),
+            on_hub: thread.is_none(),
+            thread: Mutex::new(thread),
             response,
             protocol,
             compression,
@@ -755,14 +769,18 @@ impl WebSocket {
         Ok(())
     }
 
-    /// Waits for the I/O thread to end. The lock is held through the join,
-    /// so a second caller returns only once the thread has ended too.
+    /// Waits for the I/O thread to end (on a hub: for the hub thread to
+    /// finish this connection). The lock is held through the join, so a
+    /// second caller returns only once the thread has ended too.
     fn join(&self) {
         let mut handle = self.thread.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(h) = handle.take() {
             if h.join().is_err() {
                 log::error!("wsapp I/O thread panicked");
             }
+        }
+        if self.on_hub {
+            self.shared().done.wait();
         }
     }
 
@@ -854,6 +872,28 @@ impl WebSocket {
 
     fn shared(&self) -> &Shared {
         &self.sender.shared
+    }
+
+    /// On a hub: `f` runs (on the hub thread; it must be quick) after a turn
+    /// that left messages queued, and once the connection has ended. Set once.
+    pub(crate) fn on_ready(&self, f: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.shared().on_ready.set(f);
+        f_now(self.shared());
+    }
+
+    /// Whether a `try_recv` now has something to give: a message or the end.
+    pub(crate) fn has_news(&self) -> bool {
+        let sh = self.shared();
+        !sh.inbox.is_empty() || sh.ended.load(Ordering::Acquire)
+    }
+}
+
+/// Calls the ready hook if something is already there (set after messages came).
+fn f_now(sh: &Shared) {
+    if let Some(f) = sh.on_ready.get() {
+        if !sh.inbox.is_empty() || sh.ended.load(Ordering::Acquire) {
+            f();
+        }
     }
 }
 

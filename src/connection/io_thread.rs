@@ -1,7 +1,14 @@
-//! The I/O thread: owns the socket between consumers' reads. Each turn it
-//! writes what the outbox holds, runs the close handshake and keepalive,
-//! settles who reads (`reading::decide`) and reads ahead into the inbox when
-//! that is its job; then it waits on the poller (readiness, the waker, a timer).
+//! One connection's I/O state machine, [`IoThread`]: owns the socket between
+//! consumers' reads. Each turn it writes what the outbox holds, runs the close
+//! handshake and keepalive, settles who reads (`reading::decide`) and reads
+//! ahead into the inbox when that is its job, and says how long it may sleep.
+//!
+//! Two drivers call `turn`: the dedicated thread here (`run`, which waits on
+//! the connection's own poller: readiness, the waker, a timer), and a hub
+//! thread (`hub`), which holds many connections and turns the ones whose
+//! socket is ready, whose waker was called or whose timer is due. The state
+//! machine does not know which drives it; the ending (`finish`) is split
+//! into steps so that a hub thread never waits inside it.
 //!
 //! It must not block while holding the connection's lock, and it never runs
 //! user code.
@@ -32,15 +39,32 @@ const BATCH_BYTES: usize = 256 << 10;
 /// Messages read before the I/O thread looks at its outbox and timers again.
 const READ_TURN: usize = 1024;
 
+/// How often an ending connection that owes the peer a close code looks
+/// whether the handler has taken everything read before the fault.
+const SETTLE_TICK: Duration = Duration::from_millis(50);
+/// How long the owed close frame may wait for room in a full socket buffer.
+const SETTLE_FLUSH: Duration = Duration::from_millis(200);
+/// How often that flush is tried again.
+const SETTLE_FLUSH_TICK: Duration = Duration::from_millis(2);
+
 /// Why the I/O loop stopped.
-struct Ended {
+pub(super) struct Ended {
     error: Error,
     /// The close code owed to the peer for a fault it caused; sent once the
     /// handler has taken everything read before the fault.
     owed_close: Option<CloseCode>,
 }
 
-/// The I/O thread's own state: nobody else touches it.
+/// An ending connection that owes the peer a close code (see `settle_step`).
+pub(super) struct Settling {
+    code: CloseCode,
+    deadline: Instant,
+    /// The close frame is written; its flush may wait until then.
+    flush_until: Option<Instant>,
+}
+
+/// The I/O thread's own state: nobody else touches it (on a hub, the hub
+/// thread that holds it is its I/O thread).
 pub(super) struct IoThread {
     shared: Arc<Shared>,
     outbox: channel::Receiver<Message>,
@@ -84,6 +108,7 @@ impl IoThread {
         opts: IoOptions,
     ) -> IoThread {
         let next_ping = opts.ping_interval.map(|i| Instant::now() + i);
+        let unpin = Slab::new(opts.payload_chunk);
         IoThread {
             shared,
             outbox,
@@ -98,7 +123,7 @@ impl IoThread {
             next_ping,
             pong_deadline: None,
             interest: (true, false),
-            unpin: Slab::default(),
+            unpin,
             bad_close: false,
             seen_direct: 0,
             seen_taken: 0,
@@ -111,14 +136,34 @@ impl IoThread {
         // A panic here (a bug, ours or a dependency's) must still end the
         // connection for the consumer, or `recv` would wait forever.
         let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_loop()))
-            .unwrap_or_else(|panic| {
-                let what = crate::error::panic_message(&*panic);
-                log::error!("wsapp I/O thread panicked: {what}");
-                self.end_with(Error::Io(io::Error::other(format!(
-                    "the I/O thread panicked: {what}"
-                ))))
-            });
+            .unwrap_or_else(|panic| self.panicked(&*panic));
         self.finish(ended);
+    }
+
+    fn panicked(&self, panic: &(dyn std::any::Any + Send)) -> Ended {
+        let what = crate::error::panic_message(panic);
+        log::error!("wsapp I/O thread panicked: {what}");
+        self.end_with(Error::Io(io::Error::other(format!(
+            "the I/O thread panicked: {what}"
+        ))))
+    }
+
+    /// The connection's state, for the hub thread that drives it.
+    pub(super) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// One turn for a hub thread: as `run_loop`'s, with a panic ending this
+    /// connection only. `Ok(wait)`: turn again after `wait` at the latest
+    /// (`None`: only on readiness or the waker).
+    pub(super) fn hub_turn(&mut self) -> std::result::Result<Option<Duration>, Ended> {
+        self.shared.inbox.set_reader_busy(true);
+        let turned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.turn()))
+            .unwrap_or_else(|panic| Err(self.panicked(&*panic)));
+        if !matches!(turned, Ok(Some(Duration::ZERO))) {
+            self.shared.inbox.set_reader_busy(false);
+        }
+        turned
     }
 
     fn run_loop(&mut self) -> Ended {
@@ -146,7 +191,23 @@ impl IoThread {
         }
     }
 
+    /// Ends the connection on the dedicated thread: the steps below, with
+    /// the settling waits on the connection's own poller.
     fn finish(mut self, ended: Ended) {
+        if let Some(mut settling) = self.begin_finish(ended) {
+            let mut events = Events::new();
+            while let Some(wait) = self.settle_step(&mut settling) {
+                events.clear();
+                let _ = self.shared.poller.wait(&mut events, Some(wait));
+            }
+        }
+        self.end_finish();
+    }
+
+    /// The first step of the end: what was read goes to the inbox, then the
+    /// error. `Some`: a close code is owed to the peer; call `settle_step`
+    /// until it returns `None`, then `end_finish`.
+    pub(super) fn begin_finish(&mut self, ended: Ended) -> Option<Settling> {
         let sh = self.shared.clone();
         match &ended.error {
             Error::Closed(_) => log::debug!("connection closed: {}", ended.error),
@@ -162,9 +223,27 @@ impl IoThread {
         sh.counters.count_in_batch(n, bytes);
         // Everything read before the end is delivered first, then the error.
         sh.inbox.finish(&mut self.pending, ended.error);
-        if let Some(code) = ended.owed_close {
-            self.settle_fault(code);
+        let code = ended.owed_close?;
+        {
+            let io = sh.lock_io();
+            // Only the waker matters now.
+            let _ = sh.poller.modify_with_mode(
+                io.ws.get_ref().tcp(),
+                Event::none(sh.key),
+                PollMode::Level,
+            );
         }
+        Some(Settling {
+            code,
+            deadline: Instant::now() + self.opts.close_timeout,
+            flush_until: None,
+        })
+    }
+
+    /// The last step of the end: the socket leaves the poller and is shut,
+    /// senders get `Closed`, and `done` is set.
+    pub(super) fn end_finish(&mut self) {
+        let sh = self.shared.clone();
         {
             let io = sh.lock_io();
             let tcp = io.ws.get_ref().tcp();
@@ -175,56 +254,53 @@ impl IoThread {
         // Senders blocked on a full outbox get `Closed` once the receiver is gone.
         sh.outbox.close();
         drop(std::mem::replace(&mut self.outbox, channel::never()));
+        sh.done.signal();
     }
 
     /// After a fault the peer caused: lets the handler answer the messages
     /// read before it (their replies still go out), then sends the close code
-    /// the protocol asks for. Bounded by the close timeout.
-    fn settle_fault(&mut self, code: CloseCode) {
+    /// the protocol asks for. Bounded by the close timeout. One step: writes
+    /// what it can and returns how long to wait before the next (`None`: done).
+    pub(super) fn settle_step(&mut self, s: &mut Settling) -> Option<Duration> {
         let sh = self.shared.clone();
-        let deadline = Instant::now() + self.opts.close_timeout;
-        let mut events = Events::new();
-        {
-            let io = sh.lock_io();
-            // Only the waker matters now.
-            let _ =
-                sh.poller
-                    .modify_with_mode(io.ws.get_ref().tcp(), Event::none(0), PollMode::Level);
+        let now = Instant::now();
+        if let Some(until) = s.flush_until {
+            // The close frame is written; waiting for room to flush it.
+            let mut io = sh.lock_io();
+            let full = matches!(io.ws.flush(), Err(ref e) if would_block(e));
+            return (full && now < until).then_some(SETTLE_FLUSH_TICK);
         }
-        while !sh.inbox.end_seen() && Instant::now() < deadline {
-            {
-                let mut io = sh.lock_io();
-                while let Some(msg) = self.next_out() {
-                    if self.write(&mut io, msg).is_err() {
-                        return;
-                    }
+        {
+            let mut io = sh.lock_io();
+            while let Some(msg) = self.next_out() {
+                if self.write(&mut io, msg).is_err() {
+                    return None;
                 }
             }
-            events.clear();
-            let wait = deadline.saturating_duration_since(Instant::now());
-            let _ = sh
-                .poller
-                .wait(&mut events, Some(wait.min(Duration::from_millis(50))));
+        }
+        if !sh.inbox.end_seen() && now < s.deadline {
+            return Some(s.deadline.saturating_duration_since(now).min(SETTLE_TICK));
         }
         // From here on sends are refused; what is queued still goes out.
         sh.closing.store(true, Ordering::Release);
         let mut io = sh.lock_io();
         while let Some(msg) = self.next_out() {
             if self.write(&mut io, msg).is_err() {
-                return;
+                return None;
             }
         }
         let frame = CloseFrame {
-            code,
+            code: s.code,
             reason: Utf8Bytes::from(""),
         };
         // Best effort: the connection ends either way. Give a full socket
         // buffer a moment to take the close frame.
         let _ = io.ws.close(Some(frame));
-        let until = Instant::now() + Duration::from_millis(200);
-        while matches!(io.ws.flush(), Err(ref e) if would_block(e)) && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(2));
+        if matches!(io.ws.flush(), Err(ref e) if would_block(e)) {
+            s.flush_until = Some(now + SETTLE_FLUSH);
+            return Some(SETTLE_FLUSH_TICK);
         }
+        None
     }
 
     /// The next message from the outbox; its bytes are given back to senders.
@@ -234,7 +310,7 @@ impl IoThread {
         Some(msg)
     }
 
-    fn end_with(&self, error: Error) -> Ended {
+    pub(super) fn end_with(&self, error: Error) -> Ended {
         Ended {
             error,
             owed_close: None,
@@ -294,11 +370,12 @@ impl IoThread {
         let interest = (io.reading.io_thread_polls(), io.write_pending);
         if interest != self.interest {
             let tcp = io.ws.get_ref().tcp();
+            let key = sh.key;
             let ev = match interest {
-                (true, true) => Event::all(0),
-                (true, false) => Event::readable(0),
-                (false, true) => Event::writable(0),
-                (false, false) => Event::none(0),
+                (true, true) => Event::all(key),
+                (true, false) => Event::readable(key),
+                (false, true) => Event::writable(key),
+                (false, false) => Event::none(key),
             };
             sh.poller
                 .modify_with_mode(tcp, ev, PollMode::Level)

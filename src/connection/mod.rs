@@ -9,7 +9,9 @@
 //! live in `queue`, counters in `stats`; this module only moves data.
 //!
 //! Files: `handle` (the public handles: sending, receiving, closing, stats),
-//! `io_thread` (the thread that owns the socket between consumers' reads),
+//! `io_thread` (one connection's I/O state machine, `IoThread`, and the
+//! dedicated thread that drives it), `hub` (the shared threads that drive
+//! many of them, for [`Hub`](crate::Hub)),
 //! `reading` (who reads: the state, its moves, the I/O thread's decision),
 //! `outbox` (what senders queue, bounded in messages and bytes),
 //! `direct` (a consumer's own reads under `Block`), `slab` (copying small
@@ -21,6 +23,7 @@
 
 mod direct;
 mod handle;
+mod hub;
 mod io_thread;
 mod outbox;
 mod reading;
@@ -28,19 +31,22 @@ mod slab;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use polling::Poller;
 
 pub use handle::{Incoming, Sender, WebSocket};
+pub(crate) use hub::HubIo;
 
 use crate::error::{Error, Result};
 use crate::queue::Inbox;
 use crate::stats::Counters;
 use crate::stream::Stream;
 use crate::{Bytes, CloseFrame, Message};
+
+pub(crate) use slab::SLAB as DEFAULT_PAYLOAD_CHUNK;
 
 /// What the I/O thread needs from the builder.
 #[derive(Debug, Clone)]
@@ -51,6 +57,8 @@ pub(crate) struct IoOptions {
     pub(crate) ping_interval: Option<Duration>,
     pub(crate) ping_timeout: Option<Duration>,
     pub(crate) ping_payload: Bytes,
+    /// Size of the chunks small payloads are copied into (`slab`).
+    pub(crate) payload_chunk: usize,
 }
 
 /// The socket-side state: touched by one thread at a time, never held while waiting.
@@ -84,12 +92,25 @@ struct Shared {
     io: Mutex<Io>,
     outbox: outbox::Outbox,
     poller: Arc<Poller>,
+    /// The socket's key in `poller`: 0 on its own, unique on a hub thread's.
+    key: usize,
+    /// On a hub: the hub thread's list of connections to turn, which the
+    /// waker adds this one to before it notifies the (shared) poller.
+    ready: Option<Arc<hub::Ready>>,
+    /// This connection is on `ready` and not yet turned (wakes coalesce).
+    queued: AtomicBool,
+    /// Set once the I/O side has finished: what `WebSocket::close` waits
+    /// for on a hub, where there is no thread to join.
+    done: Done,
+    /// On a hub: called by the hub thread after a turn that left messages
+    /// queued, and once after the end (an app's dispatcher schedules itself).
+    on_ready: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
     inbox: Inbox,
     flavor: Flavor,
     counters: Counters,
-    /// A duplicate of the socket's descriptor, for probes from any thread and a
-    /// final shutdown; never read from or written to.
-    probe: TcpStream,
+    /// The socket's descriptor, for probes from any thread (never read from
+    /// or written to; `io` owns the socket and keeps it open).
+    probe: crate::socket::Probe,
     /// The close frame the user asked to send; set once.
     close_request: Mutex<Option<Option<CloseFrame>>>,
     closing: AtomicBool,
@@ -102,8 +123,26 @@ impl Shared {
     }
 
     fn wake(&self) {
+        if let Some(ready) = &self.ready {
+            if self.queued.swap(true, Ordering::AcqRel) {
+                // Already on the hub thread's list, not yet turned.
+                return;
+            }
+            ready.push(self.key);
+        }
         if let Err(e) = self.poller.notify() {
             log::warn!("waking the I/O thread failed: {e}");
+        }
+    }
+
+    /// Asks for the close handshake with `frame` (once; later asks do nothing).
+    fn request_close(&self, frame: Option<CloseFrame>) {
+        let mut req = self.close_request.lock().unwrap_or_else(|p| p.into_inner());
+        if req.is_none() && !self.ended.load(Ordering::Acquire) {
+            *req = Some(frame);
+            self.closing.store(true, Ordering::Release);
+            drop(req);
+            self.wake();
         }
     }
 
@@ -113,6 +152,38 @@ impl Shared {
         match self.flavor {
             Flavor::Queue => self.inbox.pop_deadline(deadline),
             Flavor::Direct => self.recv_direct(deadline),
+        }
+    }
+}
+
+/// Registers a connection's socket with a poller (its own, or a hub thread's).
+fn register(poller: &Poller, tcp: &TcpStream, key: usize) -> std::io::Result<()> {
+    // SAFETY: the socket stays open until its I/O side deletes it from the
+    // poller: `Io` (which owns it) lives in `Shared`, which that side holds,
+    // and it deletes the registration (`IoThread::end_finish`) before it lets go.
+    #[allow(unsafe_code)]
+    unsafe {
+        poller.add_with_mode(tcp, polling::Event::readable(key), polling::PollMode::Level)
+    }
+}
+
+/// A flag set once, and a wait for it.
+#[derive(Default)]
+struct Done {
+    set: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Done {
+    fn signal(&self) {
+        *self.set.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.cv.notify_all();
+    }
+
+    fn wait(&self) {
+        let mut set = self.set.lock().unwrap_or_else(|p| p.into_inner());
+        while !*set {
+            set = self.cv.wait(set).unwrap_or_else(|p| p.into_inner());
         }
     }
 }

@@ -1,5 +1,8 @@
 //! The outbox: what senders queue for the I/O thread to write, bounded in
-//! messages (a crossbeam channel) and in payload bytes (a budget kept here).
+//! messages and in payload bytes (a budget kept here, over an unbounded
+//! crossbeam channel: a bounded one allocates every slot up front, which at
+//! the default bound is tens of KiB per idle connection; the list flavor
+//! allocates a block of slots at a time, as messages come).
 //!
 //! Owns both bounds and the waits for room. It never touches the socket: the
 //! I/O thread takes messages out with its receiver and gives their bytes back
@@ -43,9 +46,10 @@ impl Refused {
 
 pub(super) struct Outbox {
     tx: channel::Sender<Message>,
-    /// Payload bytes queued now.
-    bytes: Mutex<usize>,
+    /// Messages and payload bytes queued now.
+    used: Mutex<Used>,
     room: Condvar,
+    cap_messages: usize,
     cap_bytes: usize,
     closed: AtomicBool,
 }
@@ -54,22 +58,23 @@ impl Outbox {
     /// An outbox of at most `messages` and `bytes` (an empty outbox takes
     /// any one message), and the I/O thread's receiver.
     pub(super) fn new(messages: usize, bytes: usize) -> (Outbox, channel::Receiver<Message>) {
-        let (tx, rx) = channel::bounded(messages.max(1));
+        let (tx, rx) = channel::unbounded();
         let outbox = Outbox {
             tx,
-            bytes: Mutex::new(0),
+            used: Mutex::new(Used::default()),
             room: Condvar::new(),
+            cap_messages: messages.max(1),
             cap_bytes: bytes.max(1),
             closed: AtomicBool::new(false),
         };
         (outbox, rx)
     }
 
-    fn lock(&self) -> MutexGuard<'_, usize> {
-        self.bytes.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Used> {
+        self.used.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues `msg`, waiting for room in bytes and then in messages as `wait` allows.
+    /// Queues `msg`, waiting for room in messages and bytes as `wait` allows.
     pub(super) fn push(&self, msg: Message, wait: Wait) -> Result<(), Refused> {
         let len = payload_len(&msg);
         let mut used = self.lock();
@@ -77,7 +82,8 @@ impl Outbox {
             if self.closed.load(Ordering::Acquire) {
                 return Err(Refused::Closed(msg));
             }
-            if *used == 0 || *used + len <= self.cap_bytes {
+            let bytes_fit = used.bytes == 0 || used.bytes + len <= self.cap_bytes;
+            if bytes_fit && used.messages < self.cap_messages {
                 break;
             }
             used = match wait {
@@ -95,19 +101,11 @@ impl Outbox {
                 }
             };
         }
-        *used += len;
+        used.bytes += len;
+        used.messages += 1;
         drop(used);
-        let sent = match wait {
-            Wait::No => self.tx.try_send(msg).map_err(|e| match e {
-                channel::TrySendError::Full(m) => Refused::Full(m),
-                channel::TrySendError::Disconnected(m) => Refused::Closed(m),
-            }),
-            Wait::Forever => self.tx.send(msg).map_err(|e| Refused::Closed(e.0)),
-            Wait::Until(d) => self.tx.send_deadline(msg, d).map_err(|e| match e {
-                channel::SendTimeoutError::Timeout(m) => Refused::Timeout(m),
-                channel::SendTimeoutError::Disconnected(m) => Refused::Closed(m),
-            }),
-        };
+        // Unbounded: never waits; the bound is the count above.
+        let sent = self.tx.send(msg).map_err(|e| Refused::Closed(e.0));
         if sent.is_err() {
             self.release(len);
         }
@@ -117,7 +115,8 @@ impl Outbox {
     /// The I/O thread took a message of `len` payload bytes out.
     pub(super) fn release(&self, len: usize) {
         let mut used = self.lock();
-        *used -= len.min(*used);
+        used.bytes -= len.min(used.bytes);
+        used.messages = used.messages.saturating_sub(1);
         drop(used);
         self.room.notify_all();
     }
@@ -138,8 +137,15 @@ impl Outbox {
     }
 
     pub(super) fn bytes(&self) -> usize {
-        *self.lock()
+        self.lock().bytes
     }
+}
+
+/// What the outbox holds now, against its bounds.
+#[derive(Debug, Default)]
+struct Used {
+    messages: usize,
+    bytes: usize,
 }
 
 #[cfg(test)]
@@ -183,5 +189,18 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         out.close();
         assert!(matches!(waiter.join().unwrap(), Err(Refused::Closed(_))));
+    }
+
+    #[test]
+    fn bounded_in_messages() {
+        let (out, rx) = Outbox::new(2, 1 << 20);
+        out.push(Message::text("a"), Wait::No).unwrap();
+        out.push(Message::text("b"), Wait::No).unwrap();
+        let refused = out.push(Message::text("c"), Wait::No);
+        assert!(matches!(refused, Err(Refused::Full(_))));
+        let m = rx.try_recv().unwrap();
+        out.release(payload_len(&m));
+        out.push(Message::text("c"), Wait::No).unwrap();
+        assert_eq!(out.len(), 2);
     }
 }

@@ -443,3 +443,19 @@ pub fn wait_for<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> O
         std::thread::sleep(Duration::from_millis(2));
     }
 }
+
+/// A server that sends `n` numbered binary messages ([`flood_payload`] of 16
+/// bytes) on every connection, then reads until the client closes.
+pub fn numbered_server(n: u64) -> Server {
+    serve(move |tcp| {
+        let Ok(mut ws) = tungstenite::accept(tcp) else {
+            return;
+        };
+        for i in 0..n {
+            if ws.send(Message::binary(flood_payload(i, 16))).is_err() {
+                return;
+            }
+        }
+        while ws.read().is_ok() {}
+    })
+}
