@@ -427,3 +427,117 @@ fn deflate_bad_answer_fails_the_connection() {
         srv.join().unwrap();
     }
 }
+
+/// Every path with compression on: direct reads under `Block`, the I/O thread
+/// reading ahead (`direct_reads(false)`), and each lossy policy, over a
+/// compressed stream with server pings between messages and a close at the
+/// end. A consumer that starts late makes the inbox fill and reading pause.
+#[test]
+fn deflate_every_policy_with_pauses_pings_and_close() {
+    const N: usize = 5_000;
+    let key = |m: &Message| -> Option<String> {
+        let t = m.to_text().ok()?;
+        t.contains("\"side\":\"buy\"").then(|| "buy".to_string())
+    };
+    let policies: Vec<(&str, wsapp::Overflow, bool)> = vec![
+        ("block", wsapp::Overflow::Block, true),
+        ("block-ahead", wsapp::Overflow::Block, false),
+        ("drop-newest", wsapp::Overflow::DropNewest, false),
+        ("drop-oldest", wsapp::Overflow::DropOldest, false),
+        (
+            "priority",
+            wsapp::Overflow::priority(|m: &Message| (m.len() % 3) as u8),
+            false,
+        ),
+        ("conflate", wsapp::Overflow::conflate(key), false),
+    ];
+    for (name, policy, direct) in policies {
+        let lossless = name.starts_with("block");
+        let (url, srv) = server("permessage-deflate", |tcp, _| {
+            let mut z = Compress::new(Level::default(), false);
+            let mut wire = Vec::new();
+            for i in 0..N {
+                let c = deflate(&mut z, json(i).as_bytes());
+                wire.extend(frame(FIN | RSV1 | TEXT, &c));
+                if i % 1000 == 999 {
+                    wire.extend(frame(FIN | PING, b"between"));
+                }
+                if wire.len() > 64 << 10 {
+                    if tcp.write_all(&wire).is_err() {
+                        return Saw::Eof;
+                    }
+                    wire.clear();
+                }
+            }
+            wire.extend(frame(FIN | CLOSE, &close_payload(4000, b"done")));
+            let _ = tcp.write_all(&wire);
+            read_client_close(tcp, WAIT)
+        });
+        let ws = Client::new(&url)
+            .queue(64)
+            .overflow(policy)
+            .direct_reads(direct)
+            .connect()
+            .unwrap();
+        assert!(ws.compression().is_some(), "{name}");
+        // Start late: the inbox fills, and under Block reading pauses.
+        std::thread::sleep(Duration::from_millis(200));
+        let mut last: Option<usize> = None;
+        let mut got = 0;
+        let end = loop {
+            match ws.recv_timeout(WAIT) {
+                Ok(Some(Message::Text(t))) => {
+                    let id: usize = t
+                        .split("\"id\":")
+                        .nth(1)
+                        .and_then(|r| r.split(',').next())
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or_else(|| panic!("{name}: not a numbered message: {t}"));
+                    assert_eq!(t.as_str(), json(id), "{name}: inflated wrong");
+                    if lossless {
+                        assert_eq!(id, got, "{name}: out of order or lost");
+                    } else if name != "conflate" {
+                        assert!(last.is_none_or(|l| id > l), "{name}: {id} after {last:?}");
+                    }
+                    last = Some(id);
+                    got += 1;
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("{name}: nothing within {WAIT:?} after {got}"),
+                Err(e) => break e,
+            }
+        };
+        let s = ws.stats();
+        assert_eq!(
+            s.received,
+            s.delivered + s.dropped.total() + s.queued as u64,
+            "{name}: {s}"
+        );
+        // The server's pings are messages too.
+        let pings = (N / 1000) as u64;
+        assert_eq!(
+            s.received,
+            N as u64 + pings,
+            "{name}: every message counted: {s}"
+        );
+        assert!(s.compressed_in >= N as u64, "{name}: {s}");
+        if lossless {
+            assert_eq!(got, N, "{name}: {s}");
+            assert!(
+                s.pause_count > 0,
+                "{name}: a late consumer pauses reading: {s}"
+            );
+        } else {
+            assert!(s.dropped.total() > 0, "{name}: a late consumer drops: {s}");
+        }
+        let frame = end
+            .close_frame()
+            .unwrap_or_else(|| panic!("{name}: ended without the server's close: {end}"));
+        assert_eq!(u16::from(frame.code), 4000, "{name}");
+        assert_eq!(
+            srv.join().unwrap(),
+            Saw::Close(Some(4000)),
+            "{name}: the reply"
+        );
+    }
+}
