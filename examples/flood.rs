@@ -4,7 +4,8 @@
 //! queue, the server) and ends with a table per policy.
 //!
 //! `cargo run --release --example flood [-- --count 200000 --size 256 --delay-us 20
-//!  --rcvbuf 262144 --queue 1000 --policies block,block-ahead,drop-newest,drop-oldest,priority,conflate]`
+//!  --rcvbuf 262144 --queue 1000 --policies block,block-ahead,drop-newest,drop-oldest,priority,conflate
+//!  --compress]` (`--compress`: the server agrees permessage-deflate and compresses every message)
 //!
 //! `block` is the default client: a handler that keeps up reads the socket
 //! itself, so the backlog waits in the kernel; `block-ahead` is `Block` with
@@ -28,6 +29,8 @@ struct Opts {
     rcvbuf: usize,
     queue: usize,
     policies: Vec<String>,
+    /// The server compresses every message (permessage-deflate).
+    compress: bool,
 }
 
 fn parse_args() -> Opts {
@@ -47,6 +50,7 @@ fn parse_args() -> Opts {
         ]
         .map(String::from)
         .to_vec(),
+        compress: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -65,6 +69,11 @@ fn parse_args() -> Opts {
             "--rcvbuf" => o.rcvbuf = num(&v) as usize,
             "--queue" => o.queue = num(&v) as usize,
             "--policies" => o.policies = v.split(',').map(String::from).collect(),
+            "--compress" => {
+                o.compress = true;
+                i += 1;
+                continue;
+            }
             "-h" | "--help" => {
                 println!(
                     "{}",
@@ -94,14 +103,40 @@ struct ServerStats {
     done: AtomicBool,
 }
 
+/// What the server sends.
+#[derive(Clone, Copy)]
+struct ServeOpts {
+    count: u64,
+    size: usize,
+    compress: bool,
+}
+
 /// Message layout: 8-byte sequence number, then padding to `size`.
-fn serve(listener: TcpListener, count: u64, size: usize, stats: Arc<ServerStats>) {
+fn serve(listener: TcpListener, o: ServeOpts, stats: Arc<ServerStats>) {
+    let ServeOpts {
+        count,
+        size,
+        compress,
+    } = o;
     let Ok((stream, _)) = listener.accept() else {
         return;
     };
-    let Ok(mut ws) = tungstenite::accept(stream) else {
+    // With --compress: agree permessage-deflate (with context takeover).
+    #[allow(clippy::result_large_err)] // tungstenite's callback type
+    let agree = |_: &tungstenite::handshake::server::Request,
+                 mut resp: tungstenite::handshake::server::Response| {
+        if compress {
+            resp.headers_mut().insert(
+                "Sec-WebSocket-Extensions",
+                "permessage-deflate".parse().expect("a header value"),
+            );
+        }
+        Ok(resp)
+    };
+    let Ok(mut ws) = tungstenite::accept_hdr(stream, agree) else {
         return;
     };
+    let mut deflater = flate2::Compress::new(flate2::Compression::default(), false);
     let raw: &mut TcpStream = ws.get_mut();
     let mut chunk = Vec::with_capacity(64 << 10);
     let mut seq = 0u64;
@@ -110,9 +145,18 @@ fn serve(listener: TcpListener, count: u64, size: usize, stats: Arc<ServerStats>
         while chunk.len() < (64 << 10) - size - 16 && seq < count {
             let mut payload = vec![0u8; size];
             payload[..8].copy_from_slice(&seq.to_be_bytes());
-            Frame::message(payload, OpCode::Data(Data::Binary), true)
-                .format(&mut chunk)
-                .expect("frame into a Vec");
+            let mut frame = if compress {
+                let mut out = Vec::with_capacity(size + 64);
+                deflater
+                    .compress_vec(&payload, &mut out, flate2::FlushCompress::Sync)
+                    .expect("deflate into a Vec");
+                out.truncate(out.len() - 4); // RFC 7692 7.2.1: without 00 00 ff ff
+                Frame::message(out, OpCode::Data(Data::Binary), true)
+            } else {
+                Frame::message(payload, OpCode::Data(Data::Binary), true)
+            };
+            frame.header_mut().rsv1 = compress;
+            frame.format(&mut chunk).expect("frame into a Vec");
             seq += 1;
         }
         let t = Instant::now();
@@ -207,8 +251,12 @@ fn run_policy(o: &Opts, name: &str) -> Row {
     let port = listener.local_addr().expect("addr").port();
     let server = Arc::new(ServerStats::default());
     let s2 = server.clone();
-    let (count, size) = (o.count, o.size);
-    let server_thread = thread::spawn(move || serve(listener, count, size, s2));
+    let serve_opts = ServeOpts {
+        count: o.count,
+        size: o.size,
+        compress: o.compress,
+    };
+    let server_thread = thread::spawn(move || serve(listener, serve_opts, s2));
 
     // Conflation replaces in place, so only the order per key holds.
     let keys = if name == "conflate" { CONFLATE_KEYS } else { 1 };
@@ -334,5 +382,24 @@ fn main() {
             s.delivered + s.dropped.total() + s.queued as u64,
             "accounting identity"
         );
+    }
+    if o.compress {
+        println!();
+        println!(
+            "| policy | compressed messages in | bytes on the wire | bytes inflated | ratio |"
+        );
+        println!("|---|---|---|---|---|");
+        for r in &rows {
+            let s = &r.final_stats;
+            println!(
+                "| {} | {} | {} | {} | {} |",
+                r.name,
+                s.compressed_in,
+                s.compressed_in_wire,
+                s.compressed_in_plain,
+                s.compression_ratio_in()
+                    .map_or("-".into(), |x| format!("{x:.1}x")),
+            );
+        }
     }
 }
