@@ -4,6 +4,9 @@
 //!
 //! `cargo run --release --example bench_deflate [-- --runs 5]`
 //!
+//! With the interop tests' Python venv present (`tests/peers/install_interop.sh`),
+//! a row for Python `websockets` receiving the same compressed stream.
+//!
 //! Apart from `examples/bench.rs` on purpose: its own server (a child process,
 //! this binary with `--serve`, writing pre-encoded frames compressed with
 //! context takeover, as a server would), so CPU time (`getrusage`) is the
@@ -211,6 +214,43 @@ fn flate2_run(payloads: &[Vec<u8>], size: usize) -> Run {
     }
 }
 
+/// The peer a user would compare: Python `websockets` (sync client,
+/// permessage-deflate on, as by default) receiving the same compressed stream,
+/// when the interop tests' venv is there (`tests/peers/install_interop.sh`).
+/// Its own timing: wall time and `process_time` over the messages.
+fn python_run(port: u16, size: usize, count: usize) -> Option<Run> {
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/tmp".into());
+    let dir = std::env::var("WSAPP_PEERS").unwrap_or_else(|_| format!("{home}/.cache/wsapp-peers"));
+    let python = format!("{dir}/venv/bin/python");
+    if !std::path::Path::new(&python).exists() {
+        return None;
+    }
+    let script = format!(
+        "import time\n\
+         from websockets.sync.client import connect\n\
+         ws = connect('ws://127.0.0.1:{port}/c/{size}/{count}', max_size=None)\n\
+         assert ws.protocol.extensions, 'permessage-deflate not agreed'\n\
+         t, c = time.perf_counter(), time.process_time()\n\
+         for _ in range({count}): ws.recv()\n\
+         print(time.perf_counter() - t, time.process_time() - c)\n\
+         ws.close()\n"
+    );
+    let out = Command::new(&python).arg("-c").arg(script).output().ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "python websockets: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut it = text.split_whitespace().map(|s| s.parse::<f64>());
+    Some(Run {
+        secs: it.next()?.ok()?,
+        cpu: it.next()?.ok()?,
+    })
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -263,6 +303,12 @@ fn main() {
         rows.push(("flate2 inflate, no WebSocket (limit)", limit, wire));
         rows.push(("wsapp, permessage-deflate", c, wire));
         rows.push(("wsapp, uncompressed", p, size as f64));
+        let py: Vec<Run> = (0..runs)
+            .filter_map(|_| python_run(port, size, count))
+            .collect();
+        if !py.is_empty() {
+            rows.push(("Python websockets, permessage-deflate", py, wire));
+        }
         for (name, rs, wire) in rows {
             let mbs = median(
                 rs.iter()

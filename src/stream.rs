@@ -157,8 +157,21 @@ impl Stream {
 }
 
 impl Read for Stream {
+    // Small: the follower's work is per read, out of line.
+    #[inline(always)]
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.check_deadline()?;
+        if self.frames.is_none() {
+            return read_inner(&mut self.inner, &mut self.bytes_read, buf);
+        }
+        self.read_followed(buf)
+    }
+}
+
+impl Stream {
+    /// A read through the frame follower (after the upgrade).
+    #[inline(never)]
+    fn read_followed(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let Some(f) = &mut self.frames else {
             return read_inner(&mut self.inner, &mut self.bytes_read, buf);
         };

@@ -323,9 +323,9 @@ impl Inbound {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         let n = buf.len();
-        let mut at = 0;
+        let mut at = self.skim(buf);
         // The end of the bytes kept in place.
-        let mut w = 0;
+        let mut w = at;
         while at < n {
             if self.left > 0 {
                 let take = self.left.min((n - at) as u64) as usize;
@@ -368,6 +368,54 @@ impl Inbound {
             }
         }
         Ok(w)
+    }
+
+    /// The common case in a tight loop: frames that pass untouched (RSV1
+    /// clear, not a close, unmasked, no message of any kind being taken or
+    /// collected), their bytes left in place, only their headers read.
+    /// Returns where it stopped (at the first frame it does not take, or a
+    /// header split across reads); `filter`'s general loop goes on from there.
+    #[inline]
+    fn skim(&mut self, buf: &[u8]) -> usize {
+        if self.collecting || self.head_len != 0 {
+            return 0;
+        }
+        let max_frame = match &self.deflate {
+            None => u64::MAX,
+            Some(d) if d.taking || d.open || d.plain_open || d.out_at < d.out.len() => return 0,
+            Some(d) => d.inflater.max_frame,
+        };
+        let n = buf.len();
+        // The rest of the current frame's payload.
+        let mut at = self.left.min(n as u64) as usize;
+        self.left -= at as u64;
+        while n - at >= 2 {
+            let (b0, b1) = (buf[at], buf[at + 1]);
+            // FIN, RSV clear, unfragmented data (a fragment needs `plain_open`
+            // kept) or a control frame other than close, unmasked; the rest
+            // goes the long way.
+            if b0 & 0xF0 != 0x80 || !matches!(b0 & 0x0F, 1 | 2 | 9 | 10) {
+                return at;
+            }
+            let (len, head) = match b1 {
+                0..=125 => (usize::from(b1), 2),
+                126 if n - at >= 4 => (
+                    usize::from(u16::from_be_bytes([buf[at + 2], buf[at + 3]])),
+                    4,
+                ),
+                _ => return at,
+            };
+            if len as u64 > max_frame {
+                return at;
+            }
+            let end = at + head + len;
+            if end > n {
+                self.left = (end - n) as u64;
+                return n;
+            }
+            at = end;
+        }
+        at
     }
 
     #[inline]
