@@ -1589,10 +1589,10 @@ impl<H: Handler + 'static> HubApp<H> {
     /// The backoff timer is due (on a hub thread): hands the connect to the
     /// hub's connect pool.
     fn connect_on_pool(self: Arc<Self>) {
-        let queued = self
-            .hub
-            .upgrade()
-            .is_some_and(|hub| hub.connect(Arc::new(HubConnect(self.clone()))));
+        // A hub that is ending runs its timers early: no connect then.
+        let queued = self.hub.upgrade().is_some_and(|hub| {
+            !hub.io.shutting_down() && hub.connect(Arc::new(HubConnect(self.clone())))
+        });
         if !queued {
             self.connected(Err(Error::config(
                 "the hub this app is on is shutting down: start the app on a live Hub",

@@ -246,6 +246,13 @@ impl HubIo {
         }
     }
 
+    /// Whether the hub has begun to shut down.
+    pub(crate) fn shutting_down(&self) -> bool {
+        self.lanes
+            .iter()
+            .any(|l| l.shutdown.load(Ordering::Acquire))
+    }
+
     pub(crate) fn threads(&self) -> usize {
         self.lanes.len()
     }
