@@ -114,6 +114,9 @@ fn serve(n: usize, seconds: u64) {
     }
     let mut conns: HashMap<usize, Conn> = HashMap::new();
     let mut order: Vec<usize> = Vec::new();
+    // Connections whose last flush left bytes (a paused client): only these
+    // are flushed again each round, not all N.
+    let mut pending: Vec<usize> = Vec::new();
     let mut next_key = 0;
     let mut events = Events::new();
     let mut buf = vec![0u8; 64 << 10];
@@ -182,7 +185,9 @@ fn serve(n: usize, seconds: u64) {
                 let _ = poller.delete(&c.tcp);
                 order.retain(|&k| k != ev.key);
             } else {
-                flush(c);
+                if !flush(c) {
+                    pending.push(ev.key);
+                }
                 let _ = poller.modify(&c.tcp, Event::readable(ev.key));
             }
         }
@@ -192,7 +197,9 @@ fn serve(n: usize, seconds: u64) {
             for k in &order {
                 let c = conns.get_mut(k).unwrap();
                 c.out.extend(frame(TICK, 16));
-                flush(c);
+                if !flush(c) {
+                    pending.push(*k);
+                }
             }
         }
         if order.len() == n && now >= next_burst {
@@ -209,16 +216,15 @@ fn serve(n: usize, seconds: u64) {
                 for _ in 0..BURST_LEN {
                     c.out.extend(frame(BURST, 64));
                 }
-                flush(c);
+                if !flush(c) {
+                    pending.push(k);
+                }
             }
         }
         // What a paused client left in our buffers.
-        for k in &order {
-            let c = conns.get_mut(k).unwrap();
-            if !c.out.is_empty() {
-                flush(c);
-            }
-        }
+        pending.sort_unstable();
+        pending.dedup();
+        pending.retain(|k| conns.get_mut(k).is_some_and(|c| !flush(c)));
         if n > 0 && order.is_empty() && next_key >= n {
             break; // every client has gone
         }
@@ -229,7 +235,8 @@ fn serve(n: usize, seconds: u64) {
     }
 }
 
-fn flush(c: &mut Conn) {
+/// Writes what it can; `true` once nothing is left.
+fn flush(c: &mut Conn) -> bool {
     while !c.out.is_empty() {
         match c.tcp.write(&c.out) {
             Ok(k) => {
@@ -241,6 +248,7 @@ fn flush(c: &mut Conn) {
     if c.out.is_empty() && c.out.capacity() > 4096 {
         c.out = Vec::new();
     }
+    c.out.is_empty()
 }
 
 /// The 101 response, once the request head is complete.
