@@ -1,6 +1,7 @@
 //! Many connections on one hub: `cargo run --release --example many`
 //! (`--connections N`, default 10,000; `--no-hub` for a thread per
-//! connection; `--seconds S`, default 15).
+//! connection; `--seconds S`, default 15; `--io-threads I` and
+//! `--dispatchers D` for the hub, default 2 and 4).
 //!
 //! It starts its own loopback server (polling-based, in a child process of
 //! this example, because the open-files limit counts per process: N client
@@ -303,7 +304,11 @@ fn main() {
         .unwrap();
     let url = format!("ws://127.0.0.1:{}/", port.trim());
 
-    let hub = (!no_hub).then(|| Hub::with_threads(2, 4).expect("a hub"));
+    let io_threads: usize =
+        arg(&args, "--io-threads").map_or(2, |v| v.parse().expect("--io-threads N"));
+    let dispatchers: usize =
+        arg(&args, "--dispatchers").map_or(4, |v| v.parse().expect("--dispatchers N"));
+    let hub = (!no_hub).then(|| Hub::with_threads(io_threads, dispatchers).expect("a hub"));
     let started = Instant::now();
     let lat: Arc<Mutex<Vec<u32>>> = Arc::new(Mutex::new(Vec::with_capacity(n * seconds as usize)));
     let mut apps = Vec::with_capacity(n);
