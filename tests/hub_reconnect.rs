@@ -163,7 +163,13 @@ fn apps_on_a_hub_reconnect_with_backoff_on_fixed_threads() {
 
     for (k, (app, events)) in apps.into_iter().zip(logs).enumerate() {
         app.close(1000, "").unwrap();
-        app.join().expect("a closed app ends with Ok");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(app.join());
+        });
+        rx.recv_timeout(WAIT)
+            .expect("a closed app ends in time")
+            .expect("a closed app ends with Ok");
         let events = events.lock().unwrap().clone();
         let mut want = Vec::new();
         for round in 0..ROUNDS {
