@@ -6,6 +6,12 @@
 //! backoff, and the [`AppSender`] that follows reconnects. Keepalive is the
 //! connection's (the I/O thread sees pauses and every frame); this module only
 //! forwards the settings. It never touches a socket.
+//!
+//! On a hub (`HubApp`), the same life is a state machine (`Phase`: live,
+//! connected, waiting) turned by the hub's dispatchers: a backoff is a hub
+//! timer, a reconnect's connect a task on the hub's connect pool, and every
+//! callback still runs under the app's lock, in the order `run_forever`
+//! gives (see the hub module for why connects have a pool of their own).
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};

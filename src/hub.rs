@@ -27,7 +27,10 @@
 //! hands the result back: the app's callbacks for it (`on_error` for a
 //! failed attempt, `on_reconnect` for a new connection) run on the
 //! dispatcher pool like all the others, under the app's own lock, so the
-//! order is that of an app off the hub.
+//! order is that of an app off the hub. The price of a bounded pool: a
+//! reconnect storm queues on it, so with every attempt hanging to its
+//! connect timeout T, the last of N apps tries after about N·T/2 (lower the
+//! connect timeout for many apps on one server).
 //!
 //! [`Client::read_buffer_size`]: crate::Client::read_buffer_size
 //! [`Client::payload_chunk_size`]: crate::Client::payload_chunk_size
