@@ -1,6 +1,7 @@
 //! Many connections on one hub: `cargo run --release --example many`
 //! (`--connections N`, default 10,000; `--no-hub` for a thread per
-//! connection; `--seconds S`, default 15).
+//! connection; `--seconds S`, default 15; `--io-threads I` and
+//! `--dispatchers D` for the hub, default 2 and 4).
 //!
 //! It starts its own loopback server (polling-based, in a child process of
 //! this example, because the open-files limit counts per process: N client
@@ -114,6 +115,9 @@ fn serve(n: usize, seconds: u64) {
     }
     let mut conns: HashMap<usize, Conn> = HashMap::new();
     let mut order: Vec<usize> = Vec::new();
+    // Connections whose last flush left bytes (a paused client): only these
+    // are flushed again each round, not all N.
+    let mut pending: Vec<usize> = Vec::new();
     let mut next_key = 0;
     let mut events = Events::new();
     let mut buf = vec![0u8; 64 << 10];
@@ -182,7 +186,9 @@ fn serve(n: usize, seconds: u64) {
                 let _ = poller.delete(&c.tcp);
                 order.retain(|&k| k != ev.key);
             } else {
-                flush(c);
+                if !flush(c) {
+                    pending.push(ev.key);
+                }
                 let _ = poller.modify(&c.tcp, Event::readable(ev.key));
             }
         }
@@ -192,7 +198,9 @@ fn serve(n: usize, seconds: u64) {
             for k in &order {
                 let c = conns.get_mut(k).unwrap();
                 c.out.extend(frame(TICK, 16));
-                flush(c);
+                if !flush(c) {
+                    pending.push(*k);
+                }
             }
         }
         if order.len() == n && now >= next_burst {
@@ -209,16 +217,15 @@ fn serve(n: usize, seconds: u64) {
                 for _ in 0..BURST_LEN {
                     c.out.extend(frame(BURST, 64));
                 }
-                flush(c);
+                if !flush(c) {
+                    pending.push(k);
+                }
             }
         }
         // What a paused client left in our buffers.
-        for k in &order {
-            let c = conns.get_mut(k).unwrap();
-            if !c.out.is_empty() {
-                flush(c);
-            }
-        }
+        pending.sort_unstable();
+        pending.dedup();
+        pending.retain(|k| conns.get_mut(k).is_some_and(|c| !flush(c)));
         if n > 0 && order.is_empty() && next_key >= n {
             break; // every client has gone
         }
@@ -229,7 +236,8 @@ fn serve(n: usize, seconds: u64) {
     }
 }
 
-fn flush(c: &mut Conn) {
+/// Writes what it can; `true` once nothing is left.
+fn flush(c: &mut Conn) -> bool {
     while !c.out.is_empty() {
         match c.tcp.write(&c.out) {
             Ok(k) => {
@@ -241,6 +249,7 @@ fn flush(c: &mut Conn) {
     if c.out.is_empty() && c.out.capacity() > 4096 {
         c.out = Vec::new();
     }
+    c.out.is_empty()
 }
 
 /// The 101 response, once the request head is complete.
@@ -295,7 +304,11 @@ fn main() {
         .unwrap();
     let url = format!("ws://127.0.0.1:{}/", port.trim());
 
-    let hub = (!no_hub).then(|| Hub::with_threads(2, 4).expect("a hub"));
+    let io_threads: usize =
+        arg(&args, "--io-threads").map_or(2, |v| v.parse().expect("--io-threads N"));
+    let dispatchers: usize =
+        arg(&args, "--dispatchers").map_or(4, |v| v.parse().expect("--dispatchers N"));
+    let hub = (!no_hub).then(|| Hub::with_threads(io_threads, dispatchers).expect("a hub"));
     let started = Instant::now();
     let lat: Arc<Mutex<Vec<u32>>> = Arc::new(Mutex::new(Vec::with_capacity(n * seconds as usize)));
     let mut apps = Vec::with_capacity(n);

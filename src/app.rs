@@ -6,6 +6,12 @@
 //! backoff, and the [`AppSender`] that follows reconnects. Keepalive is the
 //! connection's (the I/O thread sees pauses and every frame); this module only
 //! forwards the settings. It never touches a socket.
+//!
+//! On a hub (`HubApp`), the same life is a state machine (`Phase`: live,
+//! connected, waiting) turned by the hub's dispatchers: a backoff is a hub
+//! timer, a reconnect's connect a task on the hub's connect pool, and every
+//! callback still runs under the app's lock, in the order `run_forever`
+//! gives (see the hub module for why connects have a pool of their own).
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -471,6 +477,8 @@ struct AppShared {
     ended: AtomicBool,
     /// Wakes a backoff sleep when the user closes.
     sleep: (Mutex<()>, Condvar),
+    /// On a hub: schedules the app when the user closes (ending a backoff wait).
+    wake: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl AppShared {
@@ -633,9 +641,14 @@ impl AppSender {
         if let Some(s) = current {
             s.close(code, reason)?;
         }
-        let (lock, cv) = &self.shared.sleep;
-        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-        cv.notify_all();
+        {
+            let (lock, cv) = &self.shared.sleep;
+            let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+            cv.notify_all();
+        }
+        if let Some(wake) = self.shared.wake.get() {
+            wake();
+        }
         Ok(())
     }
 
@@ -929,6 +942,13 @@ impl<H: Handler + 'static> WebSocketApp<H> {
     /// Reconnects with this backoff after a failed connect or a lost connection.
     /// Off by default. A connection closed by the user is never reconnected.
     ///
+    /// On a [`Hub`](crate::Hub), the backoff waits on a hub thread's timer and
+    /// the connect runs on the hub's connect pool (two threads, started at the
+    /// first reconnect), so no thread per app sleeps or connects; callbacks
+    /// come in the same order as off the hub. A failed first connect, which
+    /// `start` returns as an error without reconnect, then goes to
+    /// `on_error` and is retried.
+    ///
     /// # Examples
     ///
     /// ```
@@ -1018,9 +1038,15 @@ impl<H: Handler + 'static> WebSocketApp<H> {
 
     /// Runs the app in a background thread (`wsapp-disp-N`); returns its handle.
     ///
+    /// On a [`Hub`](crate::Hub) (`Client::hub`), it connects on the caller
+    /// and then runs the callbacks on the hub's dispatcher pool instead, with
+    /// no thread of its own (see [`reconnect`](WebSocketApp::reconnect)).
+    ///
     /// # Errors
     ///
     /// [`Error::Config`] for invalid settings (checked before the thread starts).
+    /// On a hub, also the first connect's error when the app does not
+    /// reconnect, and [`Error::Config`] for `workers` or `stats_interval`.
     ///
     /// # Examples
     ///
@@ -1124,41 +1150,53 @@ impl<H: Handler + 'static> WebSocketApp<H> {
     /// [`start`](WebSocketApp::start) on a hub: connects here, then runs
     /// the callbacks on the hub's dispatcher pool.
     fn start_on_hub(mut self, hub: &Arc<HubShared>) -> Result<AppHandle> {
-        if self.reconnect.is_some() || self.workers.is_some() || self.stats_interval.is_some() {
+        if self.workers.is_some() || self.stats_interval.is_some() {
             return Err(Error::config(
-                "an app on a hub does not reconnect, run workers or report stats \
-                 periodically yet: start it without a hub for those",
+                "an app on a hub does not run workers or report stats periodically \
+                 yet: start it without a hub for those",
             ));
         }
         // The dispatcher takes from the inbox; a direct read would have it
         // wait on the socket, holding a pool thread.
         self.client = self.client.clone().direct_reads(false);
-        let ws = self.client.connect()?;
-        *self.sender.shared.current() = Some(ws.sender());
+        // The first connect runs here, on the caller, as without a hub; an
+        // app that reconnects reports a failure to `on_error` and backs off.
+        let first = match self.client.connect() {
+            Ok(ws) => Ok(ws),
+            Err(e) if self.reconnect.is_some() => Err(e),
+            Err(e) => return Err(e),
+        };
         let sender = self.sender.clone();
         let done = Arc::new(HubAppDone::default());
         let task = Arc::new(HubApp {
             state: Mutex::new(Some(HubAppState {
                 app: self,
-                ws: Some(ws),
-                opened: false,
+                phase: Phase::Waiting,
+                opened_before: false,
+                attempt: 0,
+                up: Instant::now(),
             })),
-            scheduled: AtomicBool::new(false),
+            // Until the first schedule below: hooks set meanwhile do not queue it.
+            scheduled: AtomicBool::new(true),
             hub: Arc::downgrade(hub),
             done: done.clone(),
         });
-        // The connection's hook keeps the app alive while the connection
-        // lives (as the thread of `start` does without a hub); the app lets
-        // go of the connection when it ends, which ends the cycle.
-        let hook = task.clone();
-        let state = task.state.lock().unwrap_or_else(|p| p.into_inner());
-        let ws = state
-            .as_ref()
-            .and_then(|st| st.ws.as_ref())
-            .expect("just set");
-        ws.on_ready(Box::new(move || hook.schedule()));
-        drop(state);
-        task.schedule(); // on_open
+        let weak = Arc::downgrade(&task);
+        let _ = sender.shared.wake.set(Box::new(move || {
+            if let Some(app) = weak.upgrade() {
+                app.schedule();
+            }
+        }));
+        {
+            let mut state = task.state.lock().unwrap_or_else(|p| p.into_inner());
+            let st = state.as_mut().expect("just set");
+            match first {
+                Ok(ws) => task.attach(st, ws),
+                Err(e) => st.phase = Phase::Connected(Err(e)),
+            }
+        }
+        task.scheduled.store(false, Ordering::SeqCst);
+        task.schedule(); // on_open (or the first connect's on_error)
         Ok(AppHandle {
             sender,
             thread: None,
@@ -1431,8 +1469,23 @@ struct HubApp<H: Handler> {
 
 struct HubAppState<H: Handler> {
     app: WebSocketApp<H>,
-    ws: Option<crate::WebSocket>,
-    opened: bool,
+    phase: Phase,
+    /// A connection has opened before: the next one is a reconnect.
+    opened_before: bool,
+    /// Reconnect attempts in a row (as `run_forever` counts them).
+    attempt: u32,
+    /// When the current connection opened, for [`Backoff::reset_after`].
+    up: Instant,
+}
+
+/// Where an app on a hub stands.
+enum Phase {
+    /// A connection; `greeted` once `on_open` or `on_reconnect` has run.
+    Live { ws: crate::WebSocket, greeted: bool },
+    /// A connect attempt's result, for the dispatcher to take up.
+    Connected(Result<crate::WebSocket>),
+    /// Between connections: the backoff timer, or the connect pool, has it.
+    Waiting,
 }
 
 /// The end of an app on a hub, for [`AppHandle::join`].
@@ -1472,14 +1525,129 @@ impl<H: Handler + 'static> HubApp<H> {
             // The hub is gone: the app ends where it stands.
             let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(mut st) = state.take() {
-                let end = Error::Closed(None);
-                if let Some(ws) = st.ws.take() {
-                    st.app.session_end(ws, &end);
+                match std::mem::replace(&mut st.phase, Phase::Waiting) {
+                    Phase::Live { ws, .. } => st.app.session_end(ws, &Error::Closed(None)),
+                    Phase::Connected(Ok(ws)) => {
+                        let _ = ws.sender().close(1001, "");
+                    }
+                    _ => {}
                 }
                 st.app.sender.shared.ended.store(true, Ordering::Release);
                 self.done.set(Ok(()));
             }
         }
+    }
+
+    /// Makes `ws` the app's connection. Called with the state locked and the
+    /// app scheduled (so that the ready hook, set here, only marks news).
+    fn attach(self: &Arc<Self>, st: &mut HubAppState<H>, ws: crate::WebSocket) {
+        *st.app.sender.shared.current() = Some(ws.sender());
+        if st.app.closed() {
+            // close() raced with connect: it saw no connection to close.
+            let _ = ws.sender().close(1000, "");
+        }
+        // The connection's hook keeps the app alive while the connection
+        // lives (as the thread of `start` does without a hub); the app lets
+        // go of the connection when it ends, which ends the cycle.
+        let hook = self.clone();
+        ws.on_ready(Box::new(move || hook.schedule()));
+        st.up = Instant::now();
+        st.phase = Phase::Live { ws, greeted: false };
+    }
+
+    /// After a connection or a connect attempt ended with `outcome`: sets
+    /// the backoff timer for the next attempt, as `run_forever` would sleep,
+    /// or hands back what the app ends with.
+    fn backoff(self: &Arc<Self>, st: &mut HubAppState<H>, outcome: Error) -> Result<()> {
+        if st.app.closed() {
+            return Err(outcome);
+        }
+        let server_close = matches!(outcome, Error::Closed(_));
+        let Some(backoff) = st.app.reconnect.clone() else {
+            return Err(outcome);
+        };
+        if server_close && !st.app.reconnect_on_server_close {
+            return Err(outcome);
+        }
+        st.attempt += 1;
+        if backoff.max_attempts.is_some_and(|max| st.attempt > max) {
+            return Err(outcome);
+        }
+        let delay = backoff.delay(st.attempt);
+        log::debug!(
+            "reconnecting in {delay:?} (attempt {}, on a hub)",
+            st.attempt
+        );
+        let Some(hub) = self.hub.upgrade() else {
+            return Err(outcome);
+        };
+        let app = self.clone();
+        let timer = hub.io.after(delay, Box::new(move || app.connect_on_pool()));
+        match timer {
+            Ok(()) => {
+                st.phase = Phase::Waiting;
+                Ok(())
+            }
+            Err(_) => Err(outcome),
+        }
+    }
+
+    /// The backoff timer is due (on a hub thread): hands the connect to the
+    /// hub's connect pool.
+    fn connect_on_pool(self: Arc<Self>) {
+        // A hub that is ending runs its timers early: no connect then.
+        let queued = self.hub.upgrade().is_some_and(|hub| {
+            !hub.io.shutting_down() && hub.connect(Arc::new(HubConnect(self.clone())))
+        });
+        if !queued {
+            self.connected(Err(Error::config(
+                "the hub this app is on is shutting down: start the app on a live Hub",
+            )));
+        }
+    }
+
+    /// A connect attempt's result: for the dispatcher to take up.
+    fn connected(self: &Arc<Self>, r: Result<crate::WebSocket>) {
+        {
+            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            match (state.as_mut(), r) {
+                (Some(st), r) => st.phase = Phase::Connected(r),
+                // The app ended (closed) while the attempt ran.
+                (None, Ok(ws)) => {
+                    let _ = ws.sender().close(1000, "");
+                }
+                (None, Err(_)) => {}
+            }
+        }
+        self.schedule();
+    }
+
+    /// The app ends: its last callbacks have run.
+    fn end(&self, mut state: MutexGuard<'_, Option<HubAppState<H>>>, outcome: Error) {
+        let Some(st) = state.take() else { return };
+        let closed = st.app.closed();
+        st.app.sender.shared.ended.store(true, Ordering::Release);
+        drop(st);
+        drop(state);
+        self.done.set(if closed { Ok(()) } else { Err(outcome) });
+    }
+}
+
+/// A reconnect's connect, on the hub's connect pool: blocking with its
+/// deadlines, and no callbacks (the dispatcher runs those).
+struct HubConnect<H: Handler>(Arc<HubApp<H>>);
+
+impl<H: Handler + 'static> Task for HubConnect<H> {
+    fn run(self: Arc<Self>) {
+        let client = {
+            let state = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
+            match state.as_ref() {
+                Some(st) if !st.app.closed() => st.app.client.clone(),
+                // Closed meanwhile: the dispatcher ends the app.
+                _ => return,
+            }
+        };
+        self.0.connected(client.connect());
     }
 }
 
@@ -1489,37 +1657,67 @@ impl<H: Handler + 'static> Task for HubApp<H> {
         let Some(st) = state.as_mut() else {
             return;
         };
-        if !st.opened {
-            st.opened = true;
-            st.app.call("on_open", |h, s| h.on_open(s));
+        let mut outcome = None;
+        match std::mem::replace(&mut st.phase, Phase::Waiting) {
+            Phase::Connected(Ok(ws)) => self.attach(st, ws),
+            Phase::Connected(Err(e)) => {
+                st.app.call("on_error", |h, s| h.on_error(s, &e));
+                outcome = Some(e);
+            }
+            // Woken by close() during a backoff wait or a connect.
+            Phase::Waiting if st.app.closed() => outcome = Some(Error::Closed(None)),
+            phase => st.phase = phase,
         }
-        let mut end = None;
-        for _ in 0..DISPATCH_TURN {
-            let Some(ws) = st.ws.as_ref() else { break };
-            match ws.try_recv() {
-                Ok(Some(msg)) => st.app.dispatch(msg),
-                Ok(None) => break,
-                Err(e) => {
-                    end = Some(e);
-                    break;
+        if let Phase::Live { ws, greeted } = &mut st.phase {
+            if !*greeted {
+                *greeted = true;
+                if st.opened_before {
+                    st.app.call("on_reconnect", |h, s| h.on_reconnect(s));
+                } else {
+                    st.app.call("on_open", |h, s| h.on_open(s));
+                }
+                st.opened_before = true;
+            }
+            let mut end = None;
+            for _ in 0..DISPATCH_TURN {
+                match ws.try_recv() {
+                    Ok(Some(msg)) => st.app.dispatch(msg),
+                    Ok(None) => break,
+                    Err(e) => {
+                        end = Some(e);
+                        break;
+                    }
                 }
             }
-        }
-        if let Some(e) = end {
-            if let Some(ws) = st.ws.take() {
-                st.app.session_end(ws, &e);
+            if let Some(e) = end {
+                if let Phase::Live { ws, .. } = std::mem::replace(&mut st.phase, Phase::Waiting) {
+                    st.app.session_end(ws, &e);
+                }
+                let reset_after = st
+                    .app
+                    .reconnect
+                    .as_ref()
+                    .map_or(Duration::ZERO, |b| b.reset_after);
+                if st.up.elapsed() >= reset_after {
+                    st.attempt = 0;
+                }
+                outcome = Some(e);
             }
-            let closed = st.app.closed();
-            st.app.sender.shared.ended.store(true, Ordering::Release);
-            *state = None;
-            drop(state);
-            self.done.set(if closed { Ok(()) } else { Err(e) });
-            return;
+        }
+        if let Some(e) = outcome {
+            if let Err(e) = self.backoff(st, e) {
+                self.end(state, e);
+                return;
+            }
         }
         // Unscheduled before the look: a message pushed after it schedules
         // the app itself, one pushed before it is seen here.
         self.scheduled.store(false, Ordering::SeqCst);
-        let news = st.ws.as_ref().is_some_and(|ws| ws.has_news());
+        let news = match &st.phase {
+            Phase::Live { ws, .. } => ws.has_news(),
+            Phase::Connected(_) => true,
+            Phase::Waiting => st.app.closed(),
+        };
         drop(state);
         if news {
             self.schedule();

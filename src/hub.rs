@@ -17,6 +17,21 @@
 //!   4 KiB payload chunks by default ([`Client::read_buffer_size`],
 //!   [`Client::payload_chunk_size`]), allocated when data comes.
 //!
+//! Apps that reconnect: the backoff waits on a hub thread's timer (no
+//! sleeping thread per app), and the connect itself (DNS, TCP, proxy, TLS,
+//! the upgrade: blocking, each with its deadline) runs on the hub's connect
+//! pool, `CONNECT_THREADS` threads (`wsapp-conn-hN`) started at the first
+//! reconnect. Not on an I/O thread, which would stall every connection on
+//! it for up to a connect timeout; not on a dispatcher, which would hold up
+//! other apps' callbacks just as long. The connect task only connects and
+//! hands the result back: the app's callbacks for it (`on_error` for a
+//! failed attempt, `on_reconnect` for a new connection) run on the
+//! dispatcher pool like all the others, under the app's own lock, so the
+//! order is that of an app off the hub. The price of a bounded pool: a
+//! reconnect storm queues on it, so with every attempt hanging to its
+//! connect timeout T, the last of N apps tries after about N·T/2 (lower the
+//! connect timeout for many apps on one server).
+//!
 //! [`Client::read_buffer_size`]: crate::Client::read_buffer_size
 //! [`Client::payload_chunk_size`]: crate::Client::payload_chunk_size
 
@@ -47,13 +62,13 @@ pub(crate) struct Dispatch {
 }
 
 impl Dispatch {
-    fn start(n: usize) -> Result<Dispatch> {
+    fn start(n: usize, name: &str) -> Result<Dispatch> {
         let (tx, rx) = channel::unbounded::<Arc<dyn Task>>();
         let mut threads = Vec::new();
         for i in 0..n.max(1) {
             let rx = rx.clone();
             let t = std::thread::Builder::new()
-                .name(format!("wsapp-disp-h{i}"))
+                .name(format!("{name}{i}"))
                 .spawn(move || {
                     for task in rx.iter() {
                         task.run();
@@ -85,6 +100,20 @@ impl Dispatch {
             }
         }
     }
+}
+
+/// Threads of a hub's connect pool: a reconnect's connect blocks up to its
+/// deadlines (DNS, TCP, TLS, upgrade), so two let one attempt that hangs on
+/// an address that never answers leave the other apps' reconnects a thread;
+/// more would only help reconnect storms, where the backoff already spreads
+/// the attempts, and every one is a thread whatever the load.
+const CONNECT_THREADS: usize = 2;
+
+/// The hub's connect pool, started at the first reconnect.
+#[derive(Default)]
+pub(crate) struct Connects {
+    pool: Option<Dispatch>,
+    shut: bool,
 }
 
 /// I/O threads a hub starts by default: one per core, at most this many (a
@@ -127,6 +156,40 @@ pub struct Hub {
 pub(crate) struct HubShared {
     pub(crate) io: HubIo,
     pub(crate) dispatch: Dispatch,
+    connects: Mutex<Connects>,
+}
+
+impl HubShared {
+    /// Queues a connect on the connect pool (starting it the first time);
+    /// `false` once the hub is shutting down or the pool cannot start.
+    pub(crate) fn connect(&self, task: Arc<dyn Task>) -> bool {
+        let mut c = self.connects.lock().unwrap_or_else(|p| p.into_inner());
+        if c.shut {
+            return false;
+        }
+        if c.pool.is_none() {
+            match Dispatch::start(CONNECT_THREADS, "wsapp-conn-h") {
+                Ok(pool) => c.pool = Some(pool),
+                Err(e) => {
+                    log::error!("wsapp hub: starting the connect pool failed: {e}");
+                    return false;
+                }
+            }
+        }
+        c.pool.as_ref().is_some_and(|pool| pool.send(task))
+    }
+
+    /// Lets queued connects finish and joins the connect pool.
+    fn shutdown_connects(&self) {
+        let pool = {
+            let mut c = self.connects.lock().unwrap_or_else(|p| p.into_inner());
+            c.shut = true;
+            c.pool.take()
+        };
+        if let Some(pool) = pool {
+            pool.shutdown();
+        }
+    }
 }
 
 impl fmt::Debug for Hub {
@@ -204,7 +267,8 @@ impl Hub {
         Ok(Hub {
             inner: Arc::new(HubShared {
                 io: HubIo::start(io_threads)?,
-                dispatch: Dispatch::start(dispatchers)?,
+                dispatch: Dispatch::start(dispatchers, "wsapp-disp-h")?,
+                connects: Mutex::default(),
             }),
         })
     }
@@ -250,7 +314,11 @@ impl Drop for Hub {
     fn drop(&mut self) {
         // Not left to the last `Arc`: a connect in progress may hold one.
         // Connections first: their apps' last callbacks run on the pool.
+        // Then connects: a backoff timer the I/O threads ran at their end
+        // queued its connect, which now fails and hands the app back to
+        // the pool to end.
         self.inner.io.shutdown();
+        self.inner.shutdown_connects();
         self.inner.dispatch.shutdown();
     }
 }

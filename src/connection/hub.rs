@@ -22,6 +22,12 @@
 //! - **Pausing.** A connection whose inbox is full stops polling its own
 //!   socket (level-triggered interest is dropped), so it costs the thread
 //!   nothing until its waker says the inbox has room.
+//! - **Other timers.** [`HubIo::after`] runs a short closure on a hub
+//!   thread when its instant comes (an app's reconnect backoff: the closure
+//!   only hands the connect to the hub's connect pool). The closures share
+//!   the thread's wait with the connections' timers, in a heap of their own;
+//!   when the thread ends, the ones still waiting run at once, so that what
+//!   waits on them learns the hub is gone.
 //! - **Ending.** The end is in steps (`IoThread::begin_finish`,
 //!   `settle_step`, `end_finish`); the waits of the settling step are the
 //!   thread's timers, so a connection that owes the peer a close code never
@@ -80,7 +86,14 @@ pub(super) struct Lane {
     /// Connections handed over and not yet ended (for placing new ones).
     load: AtomicUsize,
     shutdown: AtomicBool,
+    /// Closures handed over by [`HubIo::after`] and not yet taken in; `None`
+    /// once the thread has ended.
+    timed: Mutex<Option<Vec<(Instant, Timed)>>>,
 }
+
+/// A closure that runs on a hub thread when its timer is due: short, never
+/// blocking, never user code.
+pub(crate) type Timed = Box<dyn FnOnce() + Send>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -176,6 +189,7 @@ impl HubIo {
                 live: Mutex::default(),
                 load: AtomicUsize::new(0),
                 shutdown: AtomicBool::new(false),
+                timed: Mutex::new(Some(Vec::new())),
             });
             let id = NEXT_HUB_THREAD.fetch_add(1, Ordering::Relaxed);
             let worker = HubThread {
@@ -185,6 +199,9 @@ impl HubIo {
                 turn: Vec::new(),
                 again: Vec::new(),
                 closing_all: false,
+                timed: BinaryHeap::new(),
+                timed_fns: HashMap::new(),
+                next_timed: 0,
             };
             let thread = std::thread::Builder::new()
                 .name(format!("wsapp-hub-{id}"))
@@ -209,6 +226,31 @@ impl HubIo {
             ));
         }
         Ok(lane.clone())
+    }
+
+    /// Runs `f` on a hub thread after `delay` (the thread with the fewest
+    /// connections). Hands `f` back if the hub is shutting down.
+    pub(crate) fn after(&self, delay: Duration, f: Timed) -> std::result::Result<(), Timed> {
+        let Ok(lane) = self.lane() else {
+            return Err(f);
+        };
+        let mut timed = lock(&lane.timed);
+        match timed.as_mut() {
+            Some(list) => {
+                list.push((Instant::now() + delay, f));
+                drop(timed);
+                let _ = lane.poller.notify();
+                Ok(())
+            }
+            None => Err(f),
+        }
+    }
+
+    /// Whether the hub has begun to shut down.
+    pub(crate) fn shutting_down(&self) -> bool {
+        self.lanes
+            .iter()
+            .any(|l| l.shutdown.load(Ordering::Acquire))
     }
 
     pub(crate) fn threads(&self) -> usize {
@@ -284,6 +326,10 @@ struct HubThread {
     /// Keys whose turn stopped with work left: turned next round.
     again: Vec<usize>,
     closing_all: bool,
+    /// [`HubIo::after`]'s closures by instant, then by arrival.
+    timed: BinaryHeap<Reverse<(Instant, u64)>>,
+    timed_fns: HashMap<u64, Timed>,
+    next_timed: u64,
 }
 
 impl HubThread {
@@ -304,9 +350,12 @@ impl HubThread {
                 Some(Duration::ZERO)
             } else {
                 let now = Instant::now();
-                self.timers
-                    .peek()
-                    .map(|Reverse((at, _))| at.saturating_duration_since(now))
+                let conn = self.timers.peek().map(|Reverse((at, _))| *at);
+                let timed = self.timed.peek().map(|Reverse((at, _))| *at);
+                conn.into_iter()
+                    .chain(timed)
+                    .min()
+                    .map(|at| at.saturating_duration_since(now))
             };
             events.clear();
             if let Err(e) = self.lane.poller.wait(&mut events, timeout) {
@@ -331,6 +380,15 @@ impl HubThread {
                     }
                 }
             }
+            while let Some(&Reverse((at, id))) = self.timed.peek() {
+                if at > now {
+                    break;
+                }
+                self.timed.pop();
+                if let Some(f) = self.timed_fns.remove(&id) {
+                    f();
+                }
+            }
             self.turn.sort_unstable();
             self.turn.dedup();
             let turn = std::mem::take(&mut self.turn);
@@ -345,10 +403,31 @@ impl HubThread {
         for io in late {
             self.lane.adopt(io);
         }
+        // Closures still waiting run now: the hub is gone, and they say so.
+        let late = lock(&self.lane.timed).take().unwrap_or_default();
+        let mut waiting: Vec<(Instant, u64)> =
+            self.timed.drain().map(|Reverse(entry)| entry).collect();
+        waiting.sort_unstable();
+        for (_, id) in waiting {
+            if let Some(f) = self.timed_fns.remove(&id) {
+                f();
+            }
+        }
+        for (_, f) in late {
+            f();
+        }
     }
 
-    /// Takes in the connections handed over since the last round.
+    /// Takes in the connections (and the timed closures) handed over since
+    /// the last round.
     fn take_in(&mut self) {
+        let timed = lock(&self.lane.timed).as_mut().map(std::mem::take);
+        for (at, f) in timed.unwrap_or_default() {
+            let id = self.next_timed;
+            self.next_timed += 1;
+            self.timed.push(Reverse((at, id)));
+            self.timed_fns.insert(id, f);
+        }
         let new = match lock(&self.lane.adopt).as_mut() {
             Some(list) => std::mem::take(list),
             None => return,
