@@ -150,7 +150,7 @@ impl Sender {
     ///
     /// # Errors
     ///
-    /// [`Error::Timeout`]`(`[`Phase::Send`]`)` if the outbox stayed full;
+    /// [`Error::Timeout`]`(`[`Phase::Send`](crate::Phase::Send)`)` if the outbox stayed full;
     /// [`Error::Closed`] once the connection is closing or closed.
     ///
     /// # Examples
