@@ -12,8 +12,8 @@
 //!
 //! Moves. The I/O thread settles the state once per turn with [`decide`], a
 //! pure function of a [`Snapshot`] (whether it reads, and so polls the
-//! socket for reading), and how long it then sleeps with [`sleep_for`]. Consumers make three moves of their own,
-//! under the same lock: reading a message (`Consumer` stays, no longer
+//! socket for reading), and how long it then sleeps with [`sleep_for`].
+//! Consumers make four moves of their own, under the same lock: reading a message (`Consumer` stays, no longer
 //! watching), finding the socket empty (`Shared`/`Consumer` to `Consumer`,
 //! watching), giving up the watch (`Consumer` to `Shared`, parked: the I/O
 //! thread is woken and reads for one turn at least), and handing over
