@@ -10,6 +10,7 @@ mod deflate;
 mod error;
 mod handshake;
 mod hub;
+mod lane;
 mod proxy;
 mod queue;
 mod socket;

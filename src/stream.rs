@@ -15,6 +15,7 @@ use tungstenite::protocol::frame::coding::Data as OpData;
 use tungstenite::Message;
 
 use crate::deflate::{Compression, Counts, Deflater};
+use crate::lane::{Front, Lane};
 use crate::wire::{Inbound, PeerClose};
 
 /// The stream under the WebSocket.
@@ -31,6 +32,9 @@ pub(crate) struct Stream {
     frames: Option<Inbound>,
     /// permessage-deflate for outgoing messages, when agreed.
     deflater: Option<Deflater>,
+    /// The fast lane (`lane`), from the end of the handshake on, unless
+    /// permessage-deflate was agreed.
+    lane: Option<Lane>,
 }
 
 #[derive(Debug)]
@@ -47,6 +51,7 @@ impl Stream {
             bytes_read: 0,
             frames: None,
             deflater: None,
+            lane: None,
         }
     }
 
@@ -58,6 +63,7 @@ impl Stream {
             bytes_read: 0,
             frames: None,
             deflater: None,
+            lane: None,
         }
     }
 
@@ -79,13 +85,16 @@ impl Stream {
     /// From now on, reads go through the frame follower (`wire`): called
     /// once the upgrade response has been read, with the bytes that came
     /// after its head (the first frames, maybe), which it follows first.
-    /// `deflate`: permessage-deflate as agreed, with the message and frame limits.
+    /// `deflate`: permessage-deflate as agreed, with the message and frame
+    /// limits; `read_buffer`: bytes per read. Without deflate, the leftover
+    /// goes to the lane and `leftover` is left empty.
     pub(crate) fn follow_frames(
         &mut self,
         leftover: &mut Vec<u8>,
         deflate: Option<&Compression>,
         max_message: usize,
         max_frame: usize,
+        read_buffer: usize,
     ) {
         let mut frames = Inbound::with_deflate(deflate, max_message, max_frame);
         // A refused frame among them fails the first read (with its close
@@ -96,6 +105,14 @@ impl Stream {
             frames.filter(leftover).unwrap_or(0)
         };
         leftover.truncate(n);
+        if deflate.is_none() {
+            // The follower rewrites the stream for a compressed message; the
+            // lane keeps to streams it leaves as they came.
+            let mut lane = Lane::new(read_buffer, max_message, max_frame);
+            lane.preload(leftover);
+            leftover.clear();
+            self.lane = Some(lane);
+        }
         self.frames = Some(frames);
         self.deflater = deflate.map(|a| Deflater::new(*a));
     }
@@ -164,11 +181,129 @@ impl Read for Stream {
         if self.frames.is_none() {
             return read_inner(&mut self.inner, &mut self.bytes_read, buf);
         }
+        if self.lane.is_some() {
+            return self.read_for_tungstenite(buf);
+        }
         self.read_followed(buf)
     }
 }
 
+/// Reads the next message: from the lane when its frame is at the front,
+/// else from tungstenite (which reads through the lane the frames that are
+/// its own). tungstenite's `WouldBlock` is the socket's, or the lane's "the
+/// next frame is mine".
+#[inline(always)]
+pub(crate) fn read_message(
+    ws: &mut tungstenite::WebSocket<Stream>,
+) -> tungstenite::Result<Message> {
+    let s = ws.get_mut();
+    if s.lane.is_some() {
+        match s.lane_next() {
+            Ok(Some(msg)) => return Ok(msg),
+            Ok(None) => {}
+            Err(e) => return Err(tungstenite::Error::Io(e)),
+        }
+    }
+    ws.read()
+}
+
 impl Stream {
+    /// The lane's next message, reading the socket when the front frame is
+    /// not whole yet. `Ok(None)`: the front is tungstenite's (or an error
+    /// or the end, deferred to tungstenite's read). `Err`: only WouldBlock.
+    #[inline]
+    fn lane_next(&mut self) -> io::Result<Option<Message>> {
+        for _ in 0..LANE_FILLS {
+            let lane = self.lane.as_mut().expect("lane");
+            if let Some(msg) = lane.take() {
+                return Ok(Some(msg));
+            }
+            if lane.front() != Front::Incomplete {
+                return Ok(None);
+            }
+            match self.fill() {
+                Ok(0) => {
+                    self.lane.as_mut().expect("lane").defer(Ok(0));
+                    return Ok(None);
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(e),
+                Err(e) => {
+                    self.lane.as_mut().expect("lane").defer(Err(e));
+                    return Ok(None);
+                }
+            }
+        }
+        // A frame growing over many reads: tungstenite's read goes on from here.
+        Ok(None)
+    }
+
+    /// One read from the socket into the lane's buffer, through the
+    /// follower. `Ok(0)`: the end.
+    fn fill(&mut self) -> io::Result<usize> {
+        let (Some(f), Some(lane)) = (&mut self.frames, &mut self.lane) else {
+            unreachable!("a lane follows frames");
+        };
+        f.check()?;
+        let spare = lane.spare();
+        let outcome = match read_inner(&mut self.inner, &mut self.bytes_read, spare) {
+            Ok(0) => Ok((0, 0)),
+            Ok(n) => f.filter(&mut spare[..n]).map(|kept| (n, kept)),
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok((n, kept)) => {
+                lane.filled(kept);
+                Ok(n)
+            }
+            Err(e) => {
+                lane.filled(0);
+                Err(e)
+            }
+        }
+    }
+
+    /// tungstenite's read with the lane on: only bytes of the frames that
+    /// are its own; `WouldBlock` when the next frame is the lane's.
+    fn read_for_tungstenite(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let lane = self.lane.as_mut().expect("lane");
+        if let Some(outcome) = lane.take_deferred() {
+            return outcome;
+        }
+        for _ in 0..LANE_FILLS {
+            let lane = self.lane.as_mut().expect("lane");
+            match lane.front() {
+                Front::Fast { .. } => return Err(io::ErrorKind::WouldBlock.into()),
+                Front::Slow if lane.slow_buffered() => return Ok(lane.give_slow(buf)),
+                Front::Slow => {
+                    // The rest of a frame of tungstenite's: straight into its buffer.
+                    let Some(f) = &mut self.frames else {
+                        unreachable!("a lane follows frames")
+                    };
+                    f.check()?;
+                    let n = read_inner(&mut self.inner, &mut self.bytes_read, buf)?;
+                    if n == 0 {
+                        return Ok(0);
+                    }
+                    let kept = f.filter(&mut buf[..n])?;
+                    let mine = lane.keep_slow(buf, kept);
+                    if mine > 0 {
+                        return Ok(mine);
+                    }
+                }
+                Front::Incomplete => {
+                    if self.fill()? == 0 {
+                        return Ok(0);
+                    }
+                }
+            }
+        }
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+
     /// A read through the frame follower (after the upgrade).
     #[inline(never)]
     fn read_followed(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -198,6 +333,12 @@ impl Stream {
         }
     }
 }
+
+/// Reads one read of the lane's (or tungstenite's through it) may make in a
+/// row before it yields: a bound on a frame that trickles in, as on any
+/// loop; the caller's next read goes on where it stopped. Far above what a
+/// frame below `lane::FAST_BELOW` needs at the smallest read size a hub uses.
+const LANE_FILLS: usize = 64;
 
 #[inline]
 fn read_inner(inner: &mut Inner, bytes_read: &mut u64, buf: &mut [u8]) -> io::Result<usize> {

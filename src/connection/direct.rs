@@ -82,7 +82,7 @@ impl Shared {
             return Direct::Unavailable;
         }
         let before = io.ws.get_ref().bytes_read();
-        match io.ws.read() {
+        match crate::stream::read_message(&mut io.ws) {
             Ok(Message::Close(frame)) => {
                 io.reading.hand_off(Ok(Message::Close(frame)));
                 drop(io);

@@ -482,7 +482,7 @@ impl IoThread {
             n += 1;
             // Matched here, not in `take`: moving a whole `Result` (with
             // tungstenite's large error type) per message shows in a flood.
-            next = match io.ws.read() {
+            next = match crate::stream::read_message(&mut io.ws) {
                 Ok(msg) => self.take_message(msg, io.ws.get_ref(), &mut flush)?,
                 Err(e) => self.take_error(e)?,
             };

@@ -126,6 +126,7 @@ pub(crate) fn handshake(
         deflate.as_ref(),
         limit(config.max_message_size),
         limit(config.max_frame_size),
+        config.read_buffer_size,
     );
     let mut config = config;
     if deflate.is_some() {

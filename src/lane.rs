@@ -1,0 +1,366 @@
+//! Fast lane: small whole data frames taken straight from the stream's own
+//! read buffer, past tungstenite's frame codec; every other frame goes to
+//! tungstenite whole, in wire order.
+//!
+//! Owns that read buffer (the socket's bytes land in it after the frame
+//! follower, `wire`, has seen them) and the split of its frames between the
+//! two ways. Must not answer anything or judge a frame: pings, closes,
+//! fragments, limits and every protocol error stay tungstenite's, which
+//! gets the frames a lane cannot take. It never touches the socket: the
+//! stream reads for it. Used only when permessage-deflate is not agreed
+//! (the follower then rewrites the byte stream; see `stream`).
+//!
+//! Why: tungstenite's read costs about 340 instructions per small message
+//! (header parse into a struct, codec buffer bookkeeping, `Frame` and
+//! `Message` building); a lane frame costs a header check and a split.
+//! Which frames: FIN, no RSV bit, text or binary, unmasked, payload below
+//! [`FAST_BELOW`] and within the limits, no fragmented message open, and
+//! for text valid UTF-8. tungstenite would accept every such frame as one
+//! message and do nothing else with it, so the lane changes no outcome.
+
+use std::io;
+
+use bytes::{Buf, BytesMut};
+
+use crate::{Message, Utf8Bytes};
+
+/// Payloads below this go the lane: the size below which queued payloads are
+/// copied into shared chunks anyway (`connection::slab`), so a large payload
+/// still gets tungstenite's buffer of its own.
+pub(crate) const FAST_BELOW: usize = 16 << 10;
+
+/// What the front of the buffer holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Front {
+    /// A whole lane frame: header length, payload length, text or binary.
+    Fast { head: usize, len: usize, text: bool },
+    /// Bytes of frames that are tungstenite's (whole frames, maybe not all here yet).
+    Slow,
+    /// Not enough bytes to tell (a partial header), or a lane frame not whole yet.
+    Incomplete,
+}
+
+/// The read buffer and the split of its frames.
+#[derive(Debug)]
+pub(crate) struct Lane {
+    /// Bytes read (and followed) but not yet handed on.
+    rx: BytesMut,
+    /// Bytes each read asks for: `read_buffer_size`.
+    chunk: usize,
+    /// Bytes at the front of `rx`, and to come, that are tungstenite's.
+    slow: u64,
+    /// A fragmented message is open: every frame up to its last is tungstenite's.
+    open: bool,
+    /// Payloads below this go the lane: `FAST_BELOW` within the limits.
+    fast_below: u64,
+    /// A read's outcome (an error, or `Ok(0)` at the end) met while filling
+    /// for the lane, kept for tungstenite, whose read reports it.
+    deferred: Option<io::Result<usize>>,
+}
+
+impl Lane {
+    /// A lane reading `chunk` bytes at a time, under tungstenite's limits.
+    pub(crate) fn new(chunk: usize, max_message: usize, max_frame: usize) -> Lane {
+        let limit = max_message.min(max_frame).saturating_add(1);
+        Lane {
+            rx: BytesMut::new(),
+            chunk: chunk.max(1),
+            slow: 0,
+            open: false,
+            fast_below: FAST_BELOW.min(limit) as u64,
+            deferred: None,
+        }
+    }
+
+    /// Starts with bytes already read (after the upgrade response).
+    pub(crate) fn preload(&mut self, bytes: &[u8]) {
+        self.rx.extend_from_slice(bytes);
+    }
+
+    /// What the front holds. At a frame that is tungstenite's, its length
+    /// becomes `slow`.
+    #[inline]
+    pub(crate) fn front(&mut self) -> Front {
+        if self.slow > 0 {
+            return Front::Slow;
+        }
+        let b = &self.rx[..];
+        if b.len() < 2 {
+            return Front::Incomplete;
+        }
+        let (b0, b1) = (b[0], b[1]);
+        let (len, ext) = match b1 & 0x7F {
+            n @ 0..=125 => (u64::from(n), 0),
+            126 if b.len() >= 4 => (u64::from(u16::from_be_bytes([b[2], b[3]])), 2),
+            127 if b.len() >= 10 => {
+                let mut l = [0u8; 8];
+                l.copy_from_slice(&b[2..10]);
+                (u64::from_be_bytes(l), 8)
+            }
+            _ => return Front::Incomplete,
+        };
+        let masked = b1 & 0x80 != 0;
+        let head = 2 + ext + if masked { 4 } else { 0 };
+        if !self.open && (b0 == 0x81 || b0 == 0x82) && !masked && len < self.fast_below {
+            let len = len as usize;
+            return if b.len() >= head + len {
+                Front::Fast {
+                    head,
+                    len,
+                    text: b0 == 0x81,
+                }
+            } else {
+                Front::Incomplete
+            };
+        }
+        self.slow = (head as u64).saturating_add(len);
+        // Fragments: tungstenite refuses those out of order; the lane only
+        // needs to know when a message made of them ends.
+        let fin = b0 & 0x80 != 0;
+        match b0 & 0x0F {
+            1 | 2 if !self.open => self.open = !fin,
+            0 if fin => self.open = false,
+            _ => {}
+        }
+        Front::Slow
+    }
+
+    /// The message of the lane frame at the front, if there is one. Text
+    /// that is not valid UTF-8 becomes tungstenite's, which refuses it.
+    #[inline]
+    pub(crate) fn take(&mut self) -> Option<Message> {
+        let Front::Fast { head, len, text } = self.front() else {
+            return None;
+        };
+        if text && std::str::from_utf8(&self.rx[head..head + len]).is_err() {
+            self.slow = (head + len) as u64;
+            return None;
+        }
+        self.rx.advance(head);
+        let payload = self.rx.split_to(len).freeze();
+        Some(if text {
+            // Checked just above; the conversion checks again (no unchecked
+            // constructor), cheap next to the read at these sizes.
+            Message::Text(Utf8Bytes::try_from(payload).expect("checked"))
+        } else {
+            Message::Binary(payload)
+        })
+    }
+
+    /// Bytes of tungstenite's frames already here.
+    #[inline]
+    pub(crate) fn slow_buffered(&self) -> bool {
+        self.slow > 0 && !self.rx.is_empty()
+    }
+
+    /// Hands up to `buf.len()` buffered bytes of tungstenite's frames.
+    pub(crate) fn give_slow(&mut self, buf: &mut [u8]) -> usize {
+        let n = (self.slow.min(self.rx.len() as u64) as usize).min(buf.len());
+        buf[..n].copy_from_slice(&self.rx[..n]);
+        self.rx.advance(n);
+        self.slow -= n as u64;
+        n
+    }
+
+    /// `buf[..n]` was read straight into tungstenite's buffer while `rx` was
+    /// empty: returns how many of those bytes are tungstenite's; the rest
+    /// (the next frames) move into `rx`.
+    pub(crate) fn keep_slow(&mut self, buf: &[u8], n: usize) -> usize {
+        debug_assert!(self.rx.is_empty());
+        let mine = self.slow.min(n as u64) as usize;
+        self.slow -= mine as u64;
+        self.rx.extend_from_slice(&buf[mine..n]);
+        mine
+    }
+
+    /// Room for the next read at the end of `rx` (zeroed, as tungstenite's
+    /// own buffer is: no unsafe code here). A buffer whose front is still
+    /// shared by messages is left to them and a new one is allocated.
+    pub(crate) fn spare(&mut self) -> &mut [u8] {
+        let len = self.rx.len();
+        self.rx.reserve(self.chunk);
+        self.rx.resize(len + self.chunk, 0);
+        &mut self.rx[len..]
+    }
+
+    /// After `spare`: `kept` bytes of it hold followed bytes; drops the rest.
+    pub(crate) fn filled(&mut self, kept: usize) {
+        let len = self.rx.len() - self.chunk;
+        self.rx.truncate(len + kept);
+    }
+
+    /// Keeps a read's outcome for tungstenite's next read.
+    pub(crate) fn defer(&mut self, outcome: io::Result<usize>) {
+        self.deferred = Some(outcome);
+    }
+
+    /// The outcome kept by `defer`, once.
+    #[inline]
+    pub(crate) fn take_deferred(&mut self) -> Option<io::Result<usize>> {
+        self.deferred.take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(b0: u8, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![b0];
+        match payload.len() {
+            n @ 0..=125 => f.push(n as u8),
+            n if n < 65536 => {
+                f.push(126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        f.extend_from_slice(payload);
+        f
+    }
+
+    fn lane(bytes: &[u8]) -> Lane {
+        let mut l = Lane::new(4096, 1 << 20, 1 << 20);
+        l.preload(bytes);
+        l
+    }
+
+    /// Drains the lane: lane messages, and the bytes handed to tungstenite.
+    fn drain(l: &mut Lane) -> (Vec<Message>, Vec<u8>) {
+        let (mut msgs, mut slow) = (vec![], vec![]);
+        for _ in 0..1000 {
+            if let Some(m) = l.take() {
+                msgs.push(m);
+                continue;
+            }
+            match l.front() {
+                Front::Slow if l.slow_buffered() => {
+                    let mut buf = [0u8; 7];
+                    let n = l.give_slow(&mut buf);
+                    slow.extend_from_slice(&buf[..n]);
+                }
+                _ => break,
+            }
+        }
+        (msgs, slow)
+    }
+
+    #[test]
+    fn lane_takes_small_whole_data_frames() {
+        let mut wire = frame(0x82, b"abc");
+        wire.extend(frame(0x81, "héllo".as_bytes()));
+        wire.extend(frame(0x82, &[7u8; 300]));
+        let (msgs, slow) = drain(&mut lane(&wire));
+        assert_eq!(msgs.len(), 3);
+        assert_eq!(msgs[0], Message::binary(&b"abc"[..]));
+        assert_eq!(msgs[1], Message::text("héllo"));
+        assert_eq!(msgs[2].len(), 300);
+        assert!(slow.is_empty());
+    }
+
+    #[test]
+    fn lane_leaves_every_other_frame_to_tungstenite_whole_and_in_order() {
+        let ping = frame(0x89, b"p");
+        let close = frame(0x88, &[3, 232]);
+        let mut first = frame(0x01, b"frag"); // text, not FIN
+        let cont = frame(0x80, b"ment"); // continuation, FIN
+        let big = frame(0x82, &vec![1u8; FAST_BELOW]);
+        let bad_text = frame(0x81, &[0xff, 0xfe]);
+        let rsv = frame(0xC2, b"x");
+        let mut wire = frame(0x82, b"a");
+        for f in [&ping, &first, &ping, &cont, &big, &bad_text, &rsv] {
+            wire.extend_from_slice(f);
+            wire.extend(frame(0x82, b"b"));
+        }
+        wire.extend_from_slice(&close);
+        let mut l = lane(&wire);
+        let mut seen = vec![];
+        let mut slow_bytes = vec![];
+        for _ in 0..10_000 {
+            if let Some(m) = l.take() {
+                seen.push(m);
+                continue;
+            }
+            if l.front() == Front::Slow && l.slow_buffered() {
+                let mut buf = [0u8; 5];
+                let n = l.give_slow(&mut buf);
+                slow_bytes.extend_from_slice(&buf[..n]);
+                continue;
+            }
+            break;
+        }
+        // The fragmented message's frames (and the ping between them) are
+        // tungstenite's, so the data frame after the first fragment is too.
+        first.extend(frame(0x82, b"b"));
+        first.extend_from_slice(&ping);
+        first.extend(frame(0x82, b"b"));
+        first.extend_from_slice(&cont);
+        let mut want_slow = ping.clone();
+        want_slow.extend_from_slice(&first);
+        for f in [&big, &bad_text, &rsv, &close] {
+            want_slow.extend_from_slice(f);
+        }
+        let first_diff = slow_bytes.iter().zip(&want_slow).position(|(a, b)| a != b);
+        assert_eq!(
+            (slow_bytes.len(), first_diff),
+            (want_slow.len(), None),
+            "tungstenite's bytes"
+        );
+        // "a", the "b" after the first ping, then one "b" after each of
+        // cont, big, bad_text, rsv.
+        assert_eq!(seen.len(), 6);
+        assert!(seen.iter().all(|m| m.len() == 1));
+    }
+
+    #[test]
+    fn lane_waits_for_the_rest_of_a_split_frame() {
+        let wire = frame(0x82, &[9u8; 200]);
+        for cut in 0..wire.len() {
+            let mut l = lane(&wire[..cut]);
+            assert_eq!(l.take(), None, "cut at {cut}");
+            assert_eq!(l.front(), Front::Incomplete, "cut at {cut}");
+            l.preload(&wire[cut..]);
+            assert_eq!(l.take().map(|m| m.len()), Some(200), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn lane_respects_the_limits() {
+        let mut l = Lane::new(4096, 10, 1 << 20);
+        l.preload(&frame(0x82, &[0u8; 11]));
+        assert_eq!(l.take(), None, "over max_message: tungstenite's to refuse");
+        assert_eq!(l.front(), Front::Slow);
+        let mut l = Lane::new(4096, 1 << 20, 10);
+        l.preload(&frame(0x82, &[0u8; 10]));
+        assert!(l.take().is_some(), "at the limit");
+    }
+
+    #[test]
+    fn lane_read_straight_into_tungstenite_keeps_what_follows() {
+        let big = frame(0x82, &vec![5u8; FAST_BELOW + 10]);
+        let mut l = lane(&big[..6]);
+        assert_eq!(l.front(), Front::Slow);
+        let mut buf = [0u8; 8];
+        assert_eq!(l.give_slow(&mut buf), 6);
+        // The rest of the frame and a lane frame, read into tungstenite's buffer.
+        let mut rest = big[6..].to_vec();
+        rest.extend(frame(0x82, b"next"));
+        let n = rest.len();
+        assert_eq!(l.keep_slow(&rest, n), big.len() - 6);
+        assert_eq!(l.take(), Some(Message::binary(&b"next"[..])));
+    }
+
+    #[test]
+    fn lane_spare_and_filled_append_what_a_read_kept() {
+        let wire = frame(0x82, b"xyz");
+        let mut l = lane(&[]);
+        let spare = l.spare();
+        spare[..wire.len()].copy_from_slice(&wire);
+        l.filled(wire.len());
+        assert_eq!(l.take(), Some(Message::binary(&b"xyz"[..])));
+        assert_eq!(l.front(), Front::Incomplete);
+    }
+}
