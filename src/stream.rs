@@ -3,9 +3,11 @@
 //! with the handshake deadline and a count of bytes read.
 //!
 //! It knows nothing of HTTP; after the upgrade, every byte read passes the
-//! frame follower (`wire`), the bytes that came with the response first;
-//! outgoing messages pass the deflater when permessage-deflate was agreed.
-//! `tls` builds its TLS case.
+//! frame follower (`wire`), the bytes that came with the response first, and
+//! then (unless permessage-deflate was agreed) the fast lane (`lane`), whose
+//! frames [`read_message`] takes before tungstenite sees them; outgoing
+//! messages pass the deflater when permessage-deflate was agreed. `tls`
+//! builds its TLS case.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -145,6 +147,12 @@ impl Stream {
     /// The peer's close frame as it was sent, once read whole.
     pub(crate) fn peer_close(&self) -> Option<&PeerClose> {
         self.frames.as_ref()?.peer_close()
+    }
+
+    /// Whether the lane reads (permessage-deflate not agreed, handshake done).
+    #[inline]
+    pub(crate) fn lane_on(&self) -> bool {
+        self.lane.is_some()
     }
 
     /// Bytes read so far.

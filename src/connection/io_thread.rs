@@ -557,7 +557,15 @@ impl IoThread {
             Message::Ping(_) => *flush = true,
             _ => {}
         }
-        let msg = self.unpin.unpin(msg);
+        // Under `Block` without a filter the queue holds an unbroken run of
+        // the stream, so payloads that share the lane's read buffer keep
+        // only as much of it as they fill; anywhere else a kept message
+        // could pin a whole buffer, and is copied out (`slab`).
+        let msg = if self.shared.inbox.allows_direct() && stream.lane_on() {
+            msg
+        } else {
+            self.unpin.unpin(msg)
+        };
         // Counted per batch (in `push`): two shared atomics per message cost
         // more than the rest of this function.
         self.uncounted.0 += 1;

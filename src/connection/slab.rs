@@ -1,5 +1,6 @@
-//! Copies small payloads out of tungstenite's read buffer into shared
-//! chunks, so queued messages do not pin that buffer. Used by the I/O thread.
+//! Copies small payloads out of a read buffer (tungstenite's, or the
+//! lane's when the inbox may keep messages far apart) into shared chunks,
+//! so queued messages do not pin that buffer. Used by the I/O thread.
 
 use crate::{Bytes, Message, Utf8Bytes};
 
