@@ -33,7 +33,8 @@ impl<H: Handler + 'static> WebSocketApp<H> {
         // app that reconnects reports a failure to `on_error` and backs off.
         let first = match self.client.connect() {
             Ok(ws) => Ok(ws),
-            Err(e) if self.reconnect.is_some() => Err(e),
+            // A hub that is ending retries nothing: the caller hears it now.
+            Err(e) if self.reconnect.is_some() && !hub.io.shutting_down() => Err(e),
             Err(e) => return Err(e),
         };
         let sender = self.sender.clone();
@@ -146,18 +147,27 @@ impl<H: Handler + 'static> HubApp<H> {
             .upgrade()
             .is_some_and(|hub| hub.dispatch.send(self.clone()));
         if !queued {
-            // The hub is gone: the app ends where it stands.
+            // The hub is gone (its dispatchers have stopped, after its I/O
+            // threads closed every connection): the app ends where it
+            // stands, and says why unless the user closed it.
             let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(mut st) = state.take() {
-                match std::mem::replace(&mut st.phase, Phase::Waiting) {
-                    Phase::Live { ws, .. } => st.app.session_end(ws, &Error::Closed(None)),
+                let gone = hub_gone();
+                let outcome = match std::mem::replace(&mut st.phase, Phase::Waiting) {
+                    Phase::Live { ws, .. } => {
+                        st.app.session_end(ws, &gone);
+                        gone
+                    }
                     Phase::Connected(Ok(ws)) => {
                         let _ = ws.sender().close(1001, "");
+                        gone
                     }
-                    _ => {}
-                }
+                    Phase::Connected(Err(e)) => e,
+                    Phase::Waiting => gone,
+                };
+                let closed = st.app.closed();
                 st.app.sender.shared.ended.store(true, Ordering::Release);
-                self.done.set(Ok(()));
+                self.done.set(if closed { Ok(()) } else { Err(outcome) });
             }
         }
     }
@@ -255,6 +265,11 @@ impl<H: Handler + 'static> HubApp<H> {
         drop(state);
         self.done.set(if closed { Ok(()) } else { Err(outcome) });
     }
+}
+
+/// Why an app ends when its hub went away under it.
+fn hub_gone() -> Error {
+    Error::config("the hub this app was on has shut down: start the app on a live Hub")
 }
 
 /// A reconnect's connect, on the hub's connect pool: blocking with its
