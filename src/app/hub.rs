@@ -8,7 +8,7 @@
 //! I/O thread or a dispatcher; the callbacks themselves and their panic
 //! isolation are `run`'s.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -20,10 +20,10 @@ impl<H: Handler + 'static> WebSocketApp<H> {
     /// [`start`](WebSocketApp::start) on a hub: connects here, then runs
     /// the callbacks on the hub's dispatcher pool.
     pub(super) fn start_on_hub(mut self, hub: &Arc<HubShared>) -> Result<AppHandle> {
-        if self.workers.is_some() || self.stats_interval.is_some() {
+        if self.workers.is_some() {
             return Err(Error::config(
-                "an app on a hub does not run workers or report stats periodically \
-                 yet: start it without a hub for those",
+                "an app on a hub does not run workers yet: start it without a hub \
+                 (Client without .hub) for workers, or keep on_message short on the hub",
             ));
         }
         // The dispatcher takes from the inbox; a direct read would have it
@@ -51,6 +51,8 @@ impl<H: Handler + 'static> WebSocketApp<H> {
             scheduled: AtomicBool::new(true),
             hub: Arc::downgrade(hub),
             done: done.clone(),
+            stats_session: AtomicU64::new(0),
+            stats_due: AtomicBool::new(false),
         });
         let weak = Arc::downgrade(&task);
         let _ = sender.shared.wake.set(Box::new(move || {
@@ -90,6 +92,11 @@ struct HubApp<H: Handler> {
     scheduled: AtomicBool,
     hub: std::sync::Weak<HubShared>,
     done: Arc<HubAppDone>,
+    /// The connection whose stats timer is live (counted per attach): a
+    /// timer of an earlier connection comes up stale and is dropped.
+    stats_session: AtomicU64,
+    /// The stats timer came up: `on_stats` is due on the next turn.
+    stats_due: AtomicBool,
 }
 
 struct HubAppState<H: Handler> {
@@ -187,6 +194,30 @@ impl<H: Handler + 'static> HubApp<H> {
         ws.on_ready(Box::new(move || hook.schedule()));
         st.up = Instant::now();
         st.phase = Phase::Live { ws, greeted: false };
+        let session = self.stats_session.fetch_add(1, Ordering::AcqRel) + 1;
+        self.stats_due.store(false, Ordering::Release);
+        self.arm_stats(st.app.stats_interval, session);
+    }
+
+    /// Sets the hub timer for the next `on_stats` of connection `session`,
+    /// as `run_forever` keeps a deadline: no thread waits for it.
+    fn arm_stats(self: &Arc<Self>, interval: Option<Duration>, session: u64) {
+        let (Some(interval), Some(hub)) = (interval, self.hub.upgrade()) else {
+            return;
+        };
+        let app = Arc::downgrade(self);
+        let timer = hub.io.after(
+            interval,
+            Box::new(move || {
+                let Some(app) = app.upgrade() else { return };
+                if app.stats_session.load(Ordering::Acquire) == session {
+                    app.stats_due.store(true, Ordering::Release);
+                    app.schedule();
+                }
+            }),
+        );
+        // A hub that is ending takes no timer: its connections are closing.
+        drop(timer);
     }
 
     /// After a connection or a connect attempt ended with `outcome`: sets
@@ -328,6 +359,12 @@ impl<H: Handler + 'static> Task for HubApp<H> {
                     }
                 }
             }
+            if end.is_none() && self.stats_due.swap(false, Ordering::AcqRel) {
+                let stats = ws.stats();
+                st.app.call("on_stats", |h, s| h.on_stats(s, &stats));
+                let session = self.stats_session.load(Ordering::Acquire);
+                self.arm_stats(st.app.stats_interval, session);
+            }
             if let Some(e) = end {
                 if let Phase::Live { ws, .. } = std::mem::replace(&mut st.phase, Phase::Waiting) {
                     st.app.session_end(ws, &e);
@@ -353,7 +390,7 @@ impl<H: Handler + 'static> Task for HubApp<H> {
         // the app itself, one pushed before it is seen here.
         self.scheduled.store(false, Ordering::SeqCst);
         let news = match &st.phase {
-            Phase::Live { ws, .. } => ws.has_news(),
+            Phase::Live { ws, .. } => ws.has_news() || self.stats_due.load(Ordering::Acquire),
             Phase::Connected(_) => true,
             Phase::Waiting => st.app.closed(),
         };

@@ -445,6 +445,11 @@ impl<H: Handler + 'static> WebSocketApp<H> {
 
     /// How often `on_stats` is called. Defaults to never.
     ///
+    /// On a [`Hub`](crate::Hub), a hub thread's timer marks it due and a
+    /// dispatcher calls it, under the app's lock like every other callback
+    /// (between two batches of messages, so a busy connection still gets it
+    /// on time); no thread waits for the interval.
+    ///
     /// # Examples
     ///
     /// ```
@@ -465,6 +470,11 @@ impl<H: Handler + 'static> WebSocketApp<H> {
     /// callbacks stay on the dispatcher; `on_close` comes after the workers
     /// have finished the connection's messages. A panic in a worker is
     /// reported to `on_error`.
+    ///
+    /// Not on a [`Hub`](crate::Hub) yet: [`start`](WebSocketApp::start) on
+    /// one refuses an app with workers ([`Error::Config`]). The hub's
+    /// dispatchers would wait for a full worker queue, holding a pool thread
+    /// from the other apps; start such an app without a hub.
     ///
     /// # Examples
     ///
@@ -514,7 +524,8 @@ impl<H: Handler + 'static> WebSocketApp<H> {
     ///
     /// [`Error::Config`] for invalid settings (checked before the thread starts).
     /// On a hub, also the first connect's error when the app does not
-    /// reconnect, and [`Error::Config`] for `workers` or `stats_interval`.
+    /// reconnect, the error of a hub that is shutting down, and
+    /// [`Error::Config`] for [`workers`](WebSocketApp::workers).
     ///
     /// # Examples
     ///
