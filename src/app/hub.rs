@@ -1,7 +1,8 @@
 //! An app on a hub: `start` on a [`Hub`](crate::Hub) connects on the
 //! caller, then a state machine (`Phase`) turned by the hub's dispatcher
 //! pool runs the callbacks, a hub timer waits out each backoff, and the
-//! hub's connect pool runs each reconnect's connect.
+//! hub's connect pool runs each reconnect's connect. A `stats_interval` is
+//! a hub timer per connection that marks `on_stats` due for the next turn.
 //!
 //! Owns the app's phases and its end on a hub (`AppHandle::join` waits on
 //! `HubAppDone`). It never touches a socket and never connects on a hub
