@@ -1,7 +1,8 @@
 //! Many connections on one hub: `cargo run --release --example many`
 //! (`--connections N`, default 10,000; `--no-hub` for a thread per
 //! connection; `--seconds S`, default 15; `--io-threads I` and
-//! `--dispatchers D` for the hub, default 2 and 4).
+//! `--dispatchers D` for the hub, default 2 and 4; `--connect-burst B`,
+//! default 0).
 //!
 //! It starts its own loopback server (polling-based, in a child process of
 //! this example, because the open-files limit counts per process: N client
@@ -13,6 +14,14 @@
 //! `connections=N io_threads=I crate_threads=T rss_per_conn_kib=K p99_delivery_ms=L drops=D`
 //! with the RSS of both processes over N, and the p99 of the per-second
 //! messages' delivery (server write to handler), after a 3 s warm-up.
+//!
+//! With `--connect-burst B`, halfway through the measurement B more
+//! connects go to the same hub from `BURST_THREADS` caller threads while
+//! the N connections run: one in `BURST_HANGING_SHARE` to a local listener
+//! that accepts TCP and never answers the upgrade (each fails at its
+//! handshake timeout), the rest to the server (each closed at once). Lines
+//! before the last give the p99 before and during the burst, and how the
+//! connects ended.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -30,6 +39,17 @@ const BURST_CONNS: usize = 5;
 const BURST_LEN: usize = 500;
 const WARM_UP: Duration = Duration::from_secs(3);
 const SLOW_HANDLER: Duration = Duration::from_millis(20);
+/// Caller threads of a connect burst: connects block their caller, so the
+/// threads bound how many are in flight at once.
+const BURST_THREADS: usize = 16;
+/// One burst connect in this many goes to the listener that never answers.
+const BURST_HANGING_SHARE: usize = 4;
+/// A burst connect's connect and handshake timeouts: short, so the hanging
+/// ones end and the burst lasts seconds, not minutes.
+const BURST_TIMEOUT: Duration = Duration::from_millis(500);
+/// The path burst connects ask for: the server sends them nothing and
+/// drops them when they send anything (their close).
+const BURST_PATH: &str = "/burst";
 
 fn now_ns() -> u64 {
     SystemTime::now()
@@ -96,6 +116,8 @@ struct Conn {
     /// The upgrade request so far; `None` once answered.
     head: Option<Vec<u8>>,
     out: Vec<u8>,
+    /// A burst connect: no ticks, dropped at its first byte after the upgrade.
+    burst: bool,
 }
 
 /// The server: accepts, answers upgrades, writes ticks and bursts, drains reads.
@@ -146,6 +168,7 @@ fn serve(n: usize, seconds: u64) {
                             tcp,
                             head: Some(Vec::new()),
                             out: Vec::new(),
+                            burst: false,
                         },
                     );
                 }
@@ -168,10 +191,16 @@ fn serve(n: usize, seconds: u64) {
                         if let Some(head) = c.head.as_mut() {
                             head.extend_from_slice(&buf[..k]);
                             if let Some(resp) = upgrade(head) {
+                                c.burst = head.starts_with(format!("GET {BURST_PATH}").as_bytes());
                                 c.head = None;
                                 c.out.extend(resp);
-                                order.push(ev.key);
+                                if !c.burst {
+                                    order.push(ev.key);
+                                }
                             }
+                        } else if c.burst {
+                            gone = true;
+                            break;
                         }
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -310,7 +339,9 @@ fn main() {
         arg(&args, "--dispatchers").map_or(4, |v| v.parse().expect("--dispatchers N"));
     let hub = (!no_hub).then(|| Hub::with_threads(io_threads, dispatchers).expect("a hub"));
     let started = Instant::now();
-    let lat: Arc<Mutex<Vec<u32>>> = Arc::new(Mutex::new(Vec::with_capacity(n * seconds as usize)));
+    // (ms since `started` at delivery, delivery in us)
+    let lat: Arc<Mutex<Vec<(u32, u32)>>> =
+        Arc::new(Mutex::new(Vec::with_capacity(n * seconds as usize)));
     let mut apps = Vec::with_capacity(n);
     for i in 0..n {
         let mut client = Client::new(url.clone())
@@ -333,7 +364,10 @@ fn main() {
                 if data[8] == TICK && started.elapsed() > WARM_UP {
                     let sent = u64::from_be_bytes(data[..8].try_into().unwrap());
                     let us = now_ns().saturating_sub(sent) / 1000;
-                    lat.lock().unwrap().push(us.min(u32::MAX as u64) as u32);
+                    let at = started.elapsed().as_millis() as u32;
+                    lat.lock()
+                        .unwrap()
+                        .push((at, us.min(u32::MAX as u64) as u32));
                 }
             })
             .start();
@@ -349,11 +383,26 @@ fn main() {
     eprintln!("{connected} connected in {:?}", started.elapsed());
     lat.lock().unwrap().clear();
     let measure_from = Instant::now();
-    while measure_from.elapsed() < Duration::from_secs(seconds) {
+    let burst_n: usize =
+        arg(&args, "--connect-burst").map_or(0, |v| v.parse().expect("--connect-burst N"));
+    let mut burst = None;
+    while measure_from.elapsed() < Duration::from_secs(seconds)
+        || burst.as_ref().is_some_and(|b: &Burst| !b.is_finished())
+    {
         std::thread::sleep(Duration::from_secs(1));
         if let Some(h) = &hub {
             eprintln!("{}", h.stats());
         }
+        if burst_n > 0
+            && burst.is_none()
+            && measure_from.elapsed() >= Duration::from_secs(seconds / 2)
+        {
+            burst = Some(Burst::start(burst_n, &url, hub.as_ref(), started));
+        }
+    }
+    if let Some(b) = burst {
+        let l = lat.lock().unwrap();
+        b.report(&l, hub.as_ref());
     }
     let names = thread_names();
     let io_threads = names
@@ -363,9 +412,8 @@ fn main() {
     let crate_threads = names.iter().filter(|t| t.starts_with("wsapp-")).count();
     let rss = rss_kib("self") + rss_kib(&child.id().to_string());
     let drops: u64 = apps.iter().map(|a| a.stats().dropped.total()).sum();
-    let mut l = std::mem::take(&mut *lat.lock().unwrap());
-    l.sort_unstable();
-    let p99 = l.get(l.len() * 99 / 100).copied().unwrap_or(0) as f64 / 1000.0;
+    let l = std::mem::take(&mut *lat.lock().unwrap());
+    let p99 = p99_ms(l.iter().map(|s| s.1));
     eprintln!("{} tick deliveries measured", l.len());
     println!(
         "connections={connected} io_threads={io_threads} crate_threads={crate_threads} rss_per_conn_kib={} p99_delivery_ms={p99:.1} drops={drops}",
@@ -384,4 +432,166 @@ fn main() {
         let _ = a.join();
     }
     eprintln!("closed in {:?}", t.elapsed());
+}
+
+/// The p99 of delivery times in us, in ms.
+fn p99_ms(us: impl Iterator<Item = u32>) -> f64 {
+    let mut l: Vec<u32> = us.collect();
+    l.sort_unstable();
+    l.get(l.len() * 99 / 100).copied().unwrap_or(0) as f64 / 1000.0
+}
+
+/// How the connects of a burst ended.
+#[derive(Debug, Default)]
+struct BurstCount {
+    ok: usize,
+    timeouts: usize,
+    other: usize,
+    /// The first error of each kind seen, for the report.
+    samples: Vec<String>,
+}
+
+/// A connect burst in flight: `BURST_THREADS` caller threads and a listener
+/// that takes TCP connections and never answers.
+struct Burst {
+    threads: Vec<std::thread::JoinHandle<()>>,
+    count: Arc<Mutex<BurstCount>>,
+    silent: Option<std::thread::JoinHandle<()>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    /// ms since `started`: the burst's start, and its end once known.
+    from_ms: u32,
+    until_ms: Arc<Mutex<u32>>,
+    threads_before: usize,
+}
+
+impl Burst {
+    fn start(n: usize, url: &str, hub: Option<&Hub>, started: Instant) -> Burst {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let threads_before = thread_names()
+            .iter()
+            .filter(|t| t.starts_with("wsapp-"))
+            .count();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let silent_url = format!("ws://{}/", listener.local_addr().unwrap());
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        // Accepts and holds every connection, answering nothing, until the burst ends.
+        let silent = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !stop2.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((tcp, _)) => held.push(tcp),
+                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                }
+            }
+        });
+        let next = Arc::new(AtomicUsize::new(0));
+        let count = Arc::new(Mutex::new(BurstCount::default()));
+        let until_ms = Arc::new(Mutex::new(0));
+        let from_ms = started.elapsed().as_millis() as u32;
+        eprintln!("connect burst: {n} connects, one in {BURST_HANGING_SHARE} to a listener that never answers, from {BURST_THREADS} threads");
+        let threads = (0..BURST_THREADS)
+            .map(|_| {
+                let (next, count, until_ms) = (next.clone(), count.clone(), until_ms.clone());
+                let good = format!("{}{}", url.trim_end_matches('/'), BURST_PATH);
+                let clients = [silent_url.clone(), good].map(|u| {
+                    let c = Client::new(u)
+                        .connect_timeout(BURST_TIMEOUT)
+                        .handshake_timeout(BURST_TIMEOUT);
+                    match hub {
+                        Some(h) => c.hub(h),
+                        None => c,
+                    }
+                });
+                std::thread::spawn(move || loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        let mut u = until_ms.lock().unwrap();
+                        *u = (*u).max(started.elapsed().as_millis() as u32);
+                        return;
+                    }
+                    let client = &clients[usize::from(i % BURST_HANGING_SHARE != 0)];
+                    let r = client.connect();
+                    let mut c = count.lock().unwrap();
+                    match r {
+                        Ok(ws) => {
+                            c.ok += 1;
+                            drop(c);
+                            drop(ws);
+                        }
+                        Err(e) => {
+                            let timeout = e.kind() == wsapp::ErrorKind::Timeout;
+                            if timeout {
+                                c.timeouts += 1
+                            } else {
+                                c.other += 1
+                            }
+                            if c.samples.len() < 3
+                                && !c
+                                    .samples
+                                    .iter()
+                                    .any(|s| s.split(':').next() == e.to_string().split(':').next())
+                            {
+                                c.samples.push(e.to_string());
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        Burst {
+            threads,
+            count,
+            silent: Some(silent),
+            stop,
+            from_ms,
+            until_ms,
+            threads_before,
+        }
+    }
+
+    fn is_finished(&self) -> bool {
+        self.threads.iter().all(|t| t.is_finished())
+    }
+
+    fn report(mut self, lat: &[(u32, u32)], hub: Option<&Hub>) {
+        let threads_during = thread_names()
+            .iter()
+            .filter(|t| t.starts_with("wsapp-"))
+            .count();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(s) = self.silent.take() {
+            let _ = s.join();
+        }
+        let (from, until) = (self.from_ms, *self.until_ms.lock().unwrap());
+        let before = p99_ms(lat.iter().filter(|s| s.0 < from).map(|s| s.1));
+        let during = p99_ms(
+            lat.iter()
+                .filter(|s| s.0 >= from && s.0 <= until)
+                .map(|s| s.1),
+        );
+        let (nb, nd) = (
+            lat.iter().filter(|s| s.0 < from).count(),
+            lat.iter().filter(|s| s.0 >= from && s.0 <= until).count(),
+        );
+        let c = self.count.lock().unwrap();
+        eprintln!("connect burst errors, first of each kind: {:?}", c.samples);
+        if let Some(h) = hub {
+            eprintln!("after the burst: {}", h.stats());
+        }
+        println!(
+            "connect_burst={} burst_s={:.1} ok={} timeouts={} other_errors={} crate_threads_before={} during={} p99_before_ms={before:.1} ({nb} ticks) p99_during_ms={during:.1} ({nd} ticks)",
+            c.ok + c.timeouts + c.other,
+            f64::from(until.saturating_sub(from)) / 1000.0,
+            c.ok,
+            c.timeouts,
+            c.other,
+            self.threads_before,
+            threads_during,
+        );
+    }
 }

@@ -123,9 +123,23 @@ impl Lane {
                 let _ = self.poller.notify();
             }
             None => {
-                // The hub has ended: end the connection here, as it would have.
+                // The hub ended between this connection's placement and its
+                // hand-over: close it here with 1001, as the hub thread
+                // closed the others (the turns end it by the close timeout).
                 drop(adopt);
-                let ended = io.end_with(Error::Closed(Some(away())));
+                io.shared().request_close(Some(away()));
+                let until = Instant::now() + LATE_CLOSE_LIMIT;
+                let ended = loop {
+                    match io.hub_turn() {
+                        Err(ended) => break ended,
+                        Ok(_) if Instant::now() >= until => {
+                            break io.end_with(Error::Closed(Some(away())))
+                        }
+                        Ok(wait) => {
+                            std::thread::sleep(wait.unwrap_or(LATE_CLOSE_TICK).min(LATE_CLOSE_TICK))
+                        }
+                    }
+                };
                 if let Some(mut settling) = io.begin_finish(ended) {
                     while let Some(wait) = io.settle_step(&mut settling) {
                         std::thread::sleep(wait);
@@ -136,6 +150,14 @@ impl Lane {
         }
     }
 }
+
+/// A connection handed to a hub that has just ended is closed on the
+/// caller's thread: it polls no socket, so it looks for the peer's answer
+/// this often.
+const LATE_CLOSE_TICK: Duration = Duration::from_millis(2);
+/// A backstop over that close, should a turn never end it (the close
+/// timeout, 5 s by default, ends it first).
+const LATE_CLOSE_LIMIT: Duration = Duration::from_secs(30);
 
 /// The close frame a hub that goes away sends.
 fn away() -> CloseFrame {
