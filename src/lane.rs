@@ -29,6 +29,19 @@ use crate::{Message, Utf8Bytes};
 /// still gets tungstenite's buffer of its own.
 pub(crate) const FAST_BELOW: usize = 16 << 10;
 
+/// After a large frame of tungstenite's, the next read into this buffer
+/// asks for only a header's worth (the longest, 14 bytes): a large frame
+/// tends to follow one, and its payload is then read straight into
+/// tungstenite's buffer, where a full read here would be copied over to it.
+/// One more read per large message; none per small one.
+const HEADER_PEEK: usize = 14;
+
+/// Read buffers a lane keeps parked for reuse while messages share them:
+/// two, so that one can be drained by the consumer while the other fills
+/// the inbox; more only hold memory (a queue under `Block` is one run of the
+/// stream, so its messages free buffers in the order they were filled).
+const PARKED: usize = 2;
+
 /// What the front of the buffer holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Front {
@@ -45,8 +58,14 @@ pub(crate) enum Front {
 pub(crate) struct Lane {
     /// Bytes read (and followed) but not yet handed on.
     rx: BytesMut,
-    /// Bytes each read asks for: `read_buffer_size`.
+    /// Bytes the buffer is filled to per read: `read_buffer_size`.
     chunk: usize,
+    /// The size of the last `spare`.
+    want: usize,
+    /// Earlier buffers still shared by messages (see `make_room`).
+    parked: std::collections::VecDeque<BytesMut>,
+    /// The frame at the front is tungstenite's and large: see `HEADER_PEEK`.
+    after_large: bool,
     /// Bytes at the front of `rx`, and to come, that are tungstenite's.
     slow: u64,
     /// A fragmented message is open: every frame up to its last is tungstenite's.
@@ -64,7 +83,10 @@ impl Lane {
         let limit = max_message.min(max_frame).saturating_add(1);
         Lane {
             rx: BytesMut::new(),
-            chunk: chunk.max(1),
+            chunk: chunk.clamp(1, 120 << 10),
+            want: 0,
+            parked: std::collections::VecDeque::new(),
+            after_large: false,
             slow: 0,
             open: false,
             fast_below: FAST_BELOW.min(limit) as u64,
@@ -114,6 +136,7 @@ impl Lane {
             };
         }
         self.slow = (head as u64).saturating_add(len);
+        self.after_large = len >= FAST_BELOW as u64;
         // Fragments: tungstenite refuses those out of order; the lane only
         // needs to know when a message made of them ends.
         let fin = b0 & 0x80 != 0;
@@ -153,6 +176,12 @@ impl Lane {
         self.slow > 0 && !self.rx.is_empty()
     }
 
+    /// Bytes of tungstenite's frames still to hand on (buffered or to come).
+    #[inline]
+    pub(crate) fn slow_left(&self) -> usize {
+        usize::try_from(self.slow).unwrap_or(usize::MAX)
+    }
+
     /// Hands up to `buf.len()` buffered bytes of tungstenite's frames.
     pub(crate) fn give_slow(&mut self, buf: &mut [u8]) -> usize {
         let n = (self.slow.min(self.rx.len() as u64) as usize).min(buf.len());
@@ -176,16 +205,86 @@ impl Lane {
     /// Room for the next read at the end of `rx` (zeroed, as tungstenite's
     /// own buffer is: no unsafe code here). A buffer whose front is still
     /// shared by messages is left to them and a new one is allocated.
+    ///
+    /// The buffer is filled up to `chunk` bytes, not grown by `chunk` per
+    /// read: a buffer that its messages have let go of is then reused in
+    /// place (its few unread bytes moved to the front), where asking for a
+    /// whole `chunk` more would allocate (and, at 128 KiB, map) a new one
+    /// per read. Past `chunk` (a frame larger than the reads) it grows.
     pub(crate) fn spare(&mut self) -> &mut [u8] {
         let len = self.rx.len();
-        self.rx.reserve(self.chunk);
-        self.rx.resize(len + self.chunk, 0);
+        self.size_spare();
+        self.rx.reserve(self.want);
+        self.rx.resize(len + self.want, 0);
         &mut self.rx[len..]
+    }
+
+    fn size_spare(&mut self) {
+        let len = self.rx.len();
+        self.want = if std::mem::take(&mut self.after_large) && len == 0 {
+            HEADER_PEEK
+        } else if len < self.chunk {
+            self.chunk - len
+        } else {
+            self.chunk
+        };
+        self.make_room();
+    }
+
+    /// Room for `want` more bytes. A buffer that messages still share (they
+    /// wait in the inbox) is parked and another one read into: a parked one
+    /// whose messages are all gone, else a new one. Reusing them keeps the
+    /// reads in memory that is mapped and cached; a new buffer per read
+    /// costs page faults, and the thread that drops the last message frees it.
+    fn make_room(&mut self) {
+        let need = self.rx.len() + self.want;
+        if self.rx.capacity() == 0 || self.rx.capacity() >= need || self.rx.try_reclaim(self.want) {
+            self.rx.reserve(self.want);
+            return;
+        }
+        let size = self.chunk.max(need);
+        let free = (0..self.parked.len()).find(|&i| self.parked[i].try_reclaim(size));
+        let mut next = match free.and_then(|i| self.parked.remove(i)) {
+            Some(b) => b,
+            None => BytesMut::with_capacity(size),
+        };
+        next.extend_from_slice(&self.rx);
+        let mut old = std::mem::replace(&mut self.rx, next);
+        old.clear();
+        if self.parked.len() == PARKED {
+            self.parked.pop_front();
+        }
+        self.parked.push_back(old);
+    }
+
+    /// The last `spare` (or committed read), for the follower to filter.
+    pub(crate) fn last_read(&mut self) -> &mut [u8] {
+        let len = self.rx.len();
+        &mut self.rx[len - self.want..]
+    }
+
+    /// As `spare`, for a socket read that writes into uninitialized memory
+    /// (plain TCP): no zeroing of the room first, which costs as much as
+    /// the kernel's copy of the bytes. `commit` then says how many came.
+    pub(crate) fn spare_uninit(&mut self) -> &mut [std::mem::MaybeUninit<u8>] {
+        self.size_spare();
+        self.rx.reserve(self.want);
+        &mut self.rx.spare_capacity_mut()[..self.want]
+    }
+
+    /// After `spare_uninit`: the read wrote `n` bytes at its start.
+    #[allow(unsafe_code)]
+    pub(crate) fn commit(&mut self, n: usize) {
+        assert!(n <= self.want && n <= self.rx.capacity() - self.rx.len());
+        // SAFETY: `recv` initialized the first `n` bytes of the spare
+        // capacity handed to it (at most `want`, checked above).
+        unsafe { self.rx.set_len(self.rx.len() + n) };
+        self.want = n;
     }
 
     /// After `spare`: `kept` bytes of it hold followed bytes; drops the rest.
     pub(crate) fn filled(&mut self, kept: usize) {
-        let len = self.rx.len() - self.chunk;
+        let len = self.rx.len() - self.want;
         self.rx.truncate(len + kept);
     }
 

@@ -327,6 +327,12 @@ impl Inbox {
         self.direct
     }
 
+    /// Whether what is queued is always an unbroken run of the stream
+    /// (`Block` without a filter: nothing is dropped or filtered out).
+    pub(crate) fn keeps_runs(&self) -> bool {
+        matches!(self.policy, Overflow::Block) && self.filter.is_none()
+    }
+
     /// How many messages consumers have taken so far.
     pub(crate) fn taken(&self) -> u64 {
         self.taken.load(Ordering::Relaxed)

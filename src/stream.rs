@@ -253,10 +253,25 @@ impl Stream {
             unreachable!("a lane follows frames");
         };
         f.check()?;
-        let spare = lane.spare();
-        let outcome = match read_inner(&mut self.inner, &mut self.bytes_read, spare) {
+        let read = match &mut self.inner {
+            Inner::Tcp(tcp) => {
+                let n = socket2::SockRef::from(&*tcp).recv(lane.spare_uninit());
+                if let Ok(n) = n {
+                    lane.commit(n);
+                    self.bytes_read += n as u64;
+                } else {
+                    lane.commit(0);
+                }
+                n
+            }
+            Inner::Tls(_) => {
+                let spare = lane.spare();
+                read_inner(&mut self.inner, &mut self.bytes_read, spare)
+            }
+        };
+        let outcome = match read {
             Ok(0) => Ok((0, 0)),
-            Ok(n) => f.filter(&mut spare[..n]).map(|kept| (n, kept)),
+            Ok(n) => f.filter(&mut lane.last_read()[..n]).map(|kept| (n, kept)),
             Err(e) => Err(e),
         };
         match outcome {
@@ -292,7 +307,9 @@ impl Stream {
                         unreachable!("a lane follows frames")
                     };
                     f.check()?;
-                    let n = read_inner(&mut self.inner, &mut self.bytes_read, buf)?;
+                    // Not past the frame's end: what follows may be the lane's.
+                    let cap = lane.slow_left().min(buf.len());
+                    let n = read_inner(&mut self.inner, &mut self.bytes_read, &mut buf[..cap])?;
                     if n == 0 {
                         return Ok(0);
                     }

@@ -561,7 +561,7 @@ impl IoThread {
         // the stream, so payloads that share the lane's read buffer keep
         // only as much of it as they fill; anywhere else a kept message
         // could pin a whole buffer, and is copied out (`slab`).
-        let msg = if self.shared.inbox.allows_direct() && stream.lane_on() {
+        let msg = if self.shared.inbox.keeps_runs() && stream.lane_on() {
             msg
         } else {
             self.unpin.unpin(msg)
