@@ -95,6 +95,12 @@ impl Dispatch {
         drop(self.tx.lock().unwrap_or_else(|p| p.into_inner()).take());
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
         for t in threads {
+            // Dropped by a callback on this pool: that thread ends on its
+            // own once it returns to the closed queue; joining it here
+            // would wait on ourselves.
+            if t.thread().id() == std::thread::current().id() {
+                continue;
+            }
             if t.join().is_err() {
                 log::error!("a wsapp dispatcher thread panicked");
             }
@@ -134,7 +140,9 @@ const DEFAULT_MAX_IO_THREADS: usize = 4;
 ///
 /// Dropping the hub closes every live connection with 1001 (going away),
 /// waiting for each close handshake up to its close timeout, and joins the
-/// threads. A `WebSocket` that outlives its hub reports the close as usual.
+/// threads (a callback may drop it too: the dispatcher it runs on then ends
+/// on its own once the callback returns). A `WebSocket` that outlives its
+/// hub reports the close as usual.
 ///
 /// # Examples
 ///

@@ -310,6 +310,10 @@ impl HubIo {
             let _ = lane.poller.notify();
         }
         for t in lock(&self.threads).drain(..) {
+            // As the dispatcher pool's: never join the thread we run on.
+            if t.thread().id() == std::thread::current().id() {
+                continue;
+            }
             if t.join().is_err() {
                 log::error!("a wsapp hub thread panicked");
             }
