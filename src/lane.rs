@@ -36,11 +36,19 @@ pub(crate) const FAST_BELOW: usize = 16 << 10;
 /// One more read per large message; none per small one.
 const HEADER_PEEK: usize = 14;
 
-/// Read buffers a lane keeps parked for reuse while messages share them:
-/// two, so that one can be drained by the consumer while the other fills
-/// the inbox; more only hold memory (a queue under `Block` is one run of the
-/// stream, so its messages free buffers in the order they were filled).
-const PARKED: usize = 2;
+/// Read buffers a lane keeps parked while queued messages share them, to
+/// reuse each once its messages are gone. A parked buffer costs nothing
+/// while messages hold it (they would keep it alive anyway), so the bound is
+/// for the case the inbox holds many buffers' worth (1,024 messages of 4 KiB
+/// are 32 reads of 128 KiB): with only two parked, a new buffer was
+/// allocated (fresh pages: faults, and the consumer unmapping it) for most
+/// reads, and the queue path ran at 0.70x tungstenite at 4 KiB; with enough
+/// for the inbox's span, 0.93x (BENCHMARKS.md).
+const PARKED: usize = 64;
+/// Free parked buffers kept once the connection is quiet (`trim`): the
+/// others go back to the allocator, so an idle connection holds at most
+/// this many beyond its own.
+const FREE_KEEP: usize = 1;
 
 /// What the front of the buffer holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,6 +296,23 @@ impl Lane {
         self.rx.truncate(len + kept);
     }
 
+    /// Frees parked buffers no message shares any more, beyond `FREE_KEEP`:
+    /// called when the connection is quiet (nothing queued).
+    pub(crate) fn trim(&mut self) {
+        if self.parked.len() <= FREE_KEEP {
+            return;
+        }
+        let mut free = 0;
+        let chunk = self.chunk;
+        self.parked.retain_mut(|b| {
+            if !b.try_reclaim(chunk) {
+                return true;
+            }
+            free += 1;
+            free <= FREE_KEEP
+        });
+    }
+
     /// Keeps a read's outcome for tungstenite's next read.
     pub(crate) fn defer(&mut self, outcome: io::Result<usize>) {
         self.deferred = Some(outcome);
@@ -450,6 +475,39 @@ mod tests {
         let n = rest.len();
         assert_eq!(l.keep_slow(&rest, n), big.len() - 6);
         assert_eq!(l.take(), Some(Message::binary(&b"next"[..])));
+    }
+
+    #[test]
+    fn lane_parks_shared_buffers_reuses_free_ones_and_trims_when_quiet() {
+        let wire = frame(0x82, &[3u8; 1000]);
+        let mut l = Lane::new(4096, 1 << 20, 1 << 20);
+        let mut held = vec![];
+        // Each read fills a buffer whose messages are then held (queued).
+        for _ in 0..10 {
+            let spare = l.spare();
+            let n = spare.len().min(wire.len() * 4) / wire.len() * wire.len();
+            for i in 0..n / wire.len() {
+                spare[i * wire.len()..(i + 1) * wire.len()].copy_from_slice(&wire);
+            }
+            l.filled(n);
+            while let Some(m) = l.take() {
+                held.push(m);
+            }
+        }
+        assert_eq!(held.len(), 40);
+        assert!(l.parked.len() >= 8, "{} parked", l.parked.len());
+        let parked = l.parked.len();
+        // Messages still held: nothing to trim.
+        l.trim();
+        assert_eq!(l.parked.len(), parked);
+        // Once they are gone, a read reuses a parked buffer rather than allocating.
+        held.clear();
+        let before = l.parked.len();
+        let _ = l.spare();
+        l.filled(0);
+        assert!(l.parked.len() <= before, "reused, not grown");
+        l.trim();
+        assert!(l.parked.len() <= FREE_KEEP, "{} kept", l.parked.len());
     }
 
     #[test]

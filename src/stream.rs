@@ -155,6 +155,13 @@ impl Stream {
         self.lane.is_some()
     }
 
+    /// Frees the lane's spare read buffers: nothing is queued any more.
+    pub(crate) fn trim_read_buffers(&mut self) {
+        if let Some(lane) = &mut self.lane {
+            lane.trim();
+        }
+    }
+
     /// Bytes read so far.
     pub(crate) fn bytes_read(&self) -> u64 {
         self.bytes_read

@@ -38,6 +38,12 @@ const BATCH: usize = 64;
 const BATCH_BYTES: usize = 256 << 10;
 /// Messages read before the I/O thread looks at its outbox and timers again.
 const READ_TURN: usize = 1024;
+/// A connection quiet this long (nothing read, nothing queued) frees the
+/// spare read buffers its queued messages had shared (`lane`), at its next
+/// turn (the keepalive tick gives one). Far longer than a flood's gaps, where
+/// freeing them would only have the next reads allocate (and fault in) new
+/// ones; short next to how long an idle connection lives.
+const TRIM_AFTER: Duration = Duration::from_secs(1);
 
 /// How often an ending connection that owes the peer a close code looks
 /// whether the handler has taken everything read before the fault.
@@ -92,6 +98,8 @@ pub(super) struct IoThread {
     /// Bytes read off the stream (by any thread) as of the last turn: any
     /// byte is a sign of life, a message in progress too.
     seen_bytes: u64,
+    /// Since when nothing was read and nothing queued (see `TRIM_AFTER`).
+    quiet_since: Option<Instant>,
 }
 
 /// What to do after one read.
@@ -128,6 +136,7 @@ impl IoThread {
             seen_direct: 0,
             seen_taken: 0,
             seen_bytes: 0,
+            quiet_since: None,
             uncounted: (0, 0),
         }
     }
@@ -362,6 +371,14 @@ impl IoThread {
         if bytes != self.seen_bytes {
             self.seen_bytes = bytes;
             self.pong_deadline = None;
+            self.quiet_since = None;
+        } else if self.pending.is_empty() && sh.inbox.is_empty() {
+            // Quiet: nothing read for a whole turn, nothing queued.
+            let now = Instant::now();
+            let since = *self.quiet_since.get_or_insert(now);
+            if now - since >= TRIM_AFTER {
+                io.ws.get_mut().trim_read_buffers();
+            }
         }
         // A consumer taking what is queued reads nothing from the socket:
         // the data it holds back delays the pong as a full inbox does.
