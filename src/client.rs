@@ -210,10 +210,14 @@ impl Client {
         self
     }
 
-    /// The size of tungstenite's read buffer: how much one read of the
-    /// socket takes at most, and what a connection holds once it has read
+    /// The size of the read buffer (the fast lane's, and tungstenite's for
+    /// the frames the lane leaves to it): how much one read of the socket
+    /// takes at most, and what a connection holds once it has read
     /// anything. A message larger than it grows the buffer for itself.
-    /// Defaults to 128 KiB, or 4 KiB on a [`hub`](Client::hub).
+    /// While queued messages still share a buffer, the connection reads into
+    /// another and reuses the first once they are gone; after a second of
+    /// quiet it keeps at most one spare. Defaults to 128 KiB, or 4 KiB on a
+    /// [`hub`](Client::hub).
     ///
     /// # Examples
     ///

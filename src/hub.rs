@@ -11,8 +11,8 @@
 //!
 //! What a connection costs, each way (measured in BENCHMARKS.md):
 //! - alone: an I/O thread (`wsapp-io-N`, its stack mostly untouched), a
-//!   poller (two descriptors), tungstenite's 128 KiB read buffer, 64 KiB
-//!   payload chunks;
+//!   poller (two descriptors), a 128 KiB read buffer (the fast lane's;
+//!   tungstenite's, as large, stays mostly untouched), 64 KiB payload chunks;
 //! - on a hub: no thread and no poller of its own; a 4 KiB read buffer and
 //!   4 KiB payload chunks by default ([`Client::read_buffer_size`],
 //!   [`Client::payload_chunk_size`]), allocated when data comes.
