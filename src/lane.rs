@@ -42,8 +42,8 @@ const HEADER_PEEK: usize = 14;
 /// for the case the inbox holds many buffers' worth (1,024 messages of 4 KiB
 /// are 32 reads of 128 KiB): with only two parked, a new buffer was
 /// allocated (fresh pages: faults, and the consumer unmapping it) for most
-/// reads, and the queue path ran at 0.70x tungstenite at 4 KiB; with enough
-/// for the inbox's span, 0.93x (BENCHMARKS.md).
+/// reads, and the queue path ran at 0.70x tungstenite at 4 KiB; with 40
+/// (more than that span), 0.93x (BENCHMARKS.md).
 const PARKED: usize = 64;
 /// Free parked buffers kept once the connection is quiet (`trim`): the
 /// others go back to the allocator, so an idle connection holds at most
