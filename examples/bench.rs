@@ -2,7 +2,8 @@
 //! one-thread tungstenite read loop, in the same run, against the same server.
 //!
 //! `cargo run --release --example bench [-- --runs 5 --quick]`
-//! (`--only wsapp|app|app:POLICY|tungstenite SIZE COUNT` runs one client alone; with
+//! (`--only wsapp|app|app:POLICY|tungstenite SIZE COUNT` runs one client alone,
+//! `--only rtt:wsapp|rtt:queue|rtt:queue-spin|rtt:tungstenite COUNT` one echo client; with
 //! `BENCH_STATS=1` the wsapp run prints its `Stats` line at the end.)
 //!
 //! The server runs in a child process (this binary with `--serve`), so the
@@ -290,8 +291,15 @@ fn tungstenite_rtt(port: u16, n: usize) -> Vec<Duration> {
     out
 }
 
-fn wsapp_rtt(port: u16, n: usize) -> Vec<Duration> {
-    let ws = wsapp::connect(&format!("ws://127.0.0.1:{port}/echo")).unwrap();
+/// `direct`: `recv` reads the socket itself (the default); otherwise every
+/// message comes through the inbox, as under `block-ahead` or a lossy policy,
+/// and `recv` spins `spin` before it sleeps (`Client::busy_wait`).
+fn wsapp_rtt(port: u16, n: usize, direct: bool, spin: Duration) -> Vec<Duration> {
+    let ws = wsapp::Client::new(format!("ws://127.0.0.1:{port}/echo"))
+        .direct_reads(direct)
+        .busy_wait(spin)
+        .connect()
+        .unwrap();
     let payload = vec![b'r'; 64];
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
@@ -306,6 +314,9 @@ fn wsapp_rtt(port: u16, n: usize) -> Vec<Duration> {
     }
     out
 }
+
+/// The spin of the `busy_wait` row: the default before it became an option.
+const QUEUE_SPIN: Duration = Duration::from_micros(50);
 
 fn human(size: usize) -> String {
     if size >= 1 << 20 {
@@ -351,6 +362,25 @@ fn main() {
         .parse()
         .unwrap();
 
+    if let Some(i) = only.filter(|&i| args[i + 1].starts_with("rtt")) {
+        // --only rtt:tungstenite|rtt:wsapp|rtt:queue|rtt:queue-spin COUNT
+        let n: usize = args[i + 2].parse().unwrap();
+        let mut v = match args[i + 1].as_str() {
+            "rtt:tungstenite" => tungstenite_rtt(port, n),
+            "rtt:queue" => wsapp_rtt(port, n, false, Duration::ZERO),
+            "rtt:queue-spin" => wsapp_rtt(port, n, false, QUEUE_SPIN),
+            _ => wsapp_rtt(port, n, true, Duration::ZERO),
+        };
+        println!(
+            "{} 64 B: p50 {:.1} us p99 {:.1} us",
+            args[i + 1],
+            percentile(&mut v, 0.5).as_secs_f64() * 1e6,
+            percentile(&mut v, 0.99).as_secs_f64() * 1e6
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+        return;
+    }
     if let Some(i) = only {
         let (size, count): (usize, usize) =
             (args[i + 2].parse().unwrap(), args[i + 3].parse().unwrap());
@@ -459,27 +489,56 @@ fn main() {
         }
     }
     println!();
-    println!("| echo round trip, 64 B | p50 | p99 |");
-    println!("|---|---|---|");
+    println!("| echo round trip, 64 B | p50 | p99 | p50 ratio |");
+    println!("|---|---|---|---|");
     let n = 20_000 / scale;
-    let (mut t50, mut t99, mut w50, mut w99, mut r50) = (vec![], vec![], vec![], vec![], vec![]);
+    let (mut t50, mut t99) = (vec![], vec![]);
+    type Row = (&'static str, bool, Duration, Vec<f64>, Vec<f64>, Vec<f64>);
+    let mut rows: [Row; 3] = [
+        ("wsapp", true, Duration::ZERO, vec![], vec![], vec![]),
+        (
+            "wsapp, through the inbox",
+            false,
+            Duration::ZERO,
+            vec![],
+            vec![],
+            vec![],
+        ),
+        (
+            "wsapp, through the inbox, busy_wait 50 us",
+            false,
+            QUEUE_SPIN,
+            vec![],
+            vec![],
+            vec![],
+        ),
+    ];
     for _ in 0..runs {
         let mut t = tungstenite_rtt(port, n);
-        let mut w = wsapp_rtt(port, n);
-        let (a, b) = (percentile(&mut t, 0.5), percentile(&mut w, 0.5));
+        let a = percentile(&mut t, 0.5);
         t50.push(a.as_secs_f64() * 1e6);
-        w50.push(b.as_secs_f64() * 1e6);
         t99.push(percentile(&mut t, 0.99).as_secs_f64() * 1e6);
-        w99.push(percentile(&mut w, 0.99).as_secs_f64() * 1e6);
-        r50.push(b.as_secs_f64() / a.as_secs_f64());
+        for (_, direct, spin, p50, p99, ratio) in rows.iter_mut() {
+            let mut w = wsapp_rtt(port, n, *direct, *spin);
+            let b = percentile(&mut w, 0.5);
+            p50.push(b.as_secs_f64() * 1e6);
+            p99.push(percentile(&mut w, 0.99).as_secs_f64() * 1e6);
+            ratio.push(b.as_secs_f64() / a.as_secs_f64());
+        }
     }
     println!(
-        "| tungstenite | {:.1} us | {:.1} us |",
+        "| tungstenite | {:.1} us | {:.1} us | |",
         median(t50),
         median(t99)
     );
-    println!("| wsapp | {:.1} us | {:.1} us |", median(w50), median(w99));
-    println!("| ratio p50 | {:.2}x | |", median(r50));
+    for (name, _, _, p50, p99, ratio) in rows {
+        println!(
+            "| {name} | {:.1} us | {:.1} us | {:.2}x |",
+            median(p50),
+            median(p99),
+            median(ratio)
+        );
+    }
     let _ = child.kill();
     let _ = child.wait();
 }

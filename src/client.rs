@@ -103,6 +103,7 @@ pub struct Client {
     overflow: Overflow,
     filter: Option<FilterFn>,
     direct_reads: bool,
+    busy_wait: Duration,
     io: IoOptions,
     /// Whether `ping_timeout` was set, rather than following the interval.
     ping_timeout_set: bool,
@@ -168,6 +169,7 @@ impl Client {
             overflow: Overflow::Block,
             filter: None,
             direct_reads: true,
+            busy_wait: Duration::ZERO,
             io: IoOptions {
                 outbox: 1024,
                 outbox_bytes: DEFAULT_OUTBOX_BYTES,
@@ -513,6 +515,36 @@ impl Client {
     /// ```
     pub fn direct_reads(mut self, enabled: bool) -> Client {
         self.direct_reads = enabled;
+        self
+    }
+
+    /// How long a consumer that finds the inbox empty waits awake (spinning)
+    /// for the I/O thread's next batch before it sleeps. Defaults to zero: it
+    /// sleeps at once and the batch wakes it. A spin saves that wake-up (tens
+    /// of microseconds on the way from the wire to `recv`) but keeps a core
+    /// busy while it lasts, CPU that the I/O thread and everything else on
+    /// the machine then lack: on two cores, a 50 µs spin made a 4 KiB flood
+    /// through the inbox a quarter slower (BENCHMARKS.md). Worth it for a
+    /// latency-bound consumer with a core to spare.
+    ///
+    /// It applies where messages come through the inbox: any policy but
+    /// [`Overflow::Block`], a [`filter`](Client::filter), or
+    /// [`direct_reads(false)`](Client::direct_reads). A consumer that reads
+    /// the socket itself sleeps in the kernel instead, as a one-thread loop
+    /// does. On a [`hub`](Client::hub), where the app's handlers are run
+    /// when messages are queued, it does not apply.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let c = wsapp::Client::new("ws://h/")
+    ///     .overflow(wsapp::Overflow::DropOldest)
+    ///     .busy_wait(Duration::from_micros(50));
+    /// # let _ = c;
+    /// ```
+    pub fn busy_wait(mut self, spin: Duration) -> Client {
+        self.busy_wait = spin;
         self
     }
 
@@ -942,13 +974,13 @@ impl Client {
         )?;
         let (queue, queue_bytes) = (self.queue, self.queue_bytes);
         let (overflow, filter) = (self.overflow.clone(), self.filter.clone());
-        let direct = self.direct_reads;
+        let (direct, spin) = (self.direct_reads, self.busy_wait);
         WebSocket::start(
             ws,
             response,
             io,
             hub.as_ref().map(|h| &h.io),
-            move |resume| Inbox::new(queue, queue_bytes, overflow, filter, direct, resume),
+            move |resume| Inbox::new(queue, queue_bytes, overflow, filter, direct, spin, resume),
         )
     }
 

@@ -223,18 +223,17 @@ pub(crate) struct Inbox {
     ready: Condvar,
     /// Lock order: `front` before `state`.
     front: Mutex<Front>,
-    /// Mirrors for lock-free spinning and for the producer's bound checks.
+    /// Mirrors for lock-free looks (`try_pop`, `len`) and for the producer's bound checks.
     shared_len: AtomicUsize,
     front_len: AtomicUsize,
     front_bytes: AtomicUsize,
     paused: AtomicBool,
-    /// The reader is busy reading (not waiting for the network): a batch, and
-    /// a wake-up with it, is on its way, so a consumer need not spin for it.
-    reader_busy: AtomicBool,
     policy: Overflow,
     filter: Option<FilterFn>,
     /// Consumers may read the socket themselves when the inbox is empty.
     direct: bool,
+    /// How long a consumer spins before it parks (`Client::busy_wait`).
+    busy_wait: Duration,
     /// Messages consumers have taken from the inbox, for the reader to see
     /// that they keep taking (written under the consumers' lock, read without it).
     taken: AtomicU64,
@@ -254,11 +253,6 @@ impl fmt::Debug for Inbox {
     }
 }
 
-/// How long a consumer spins (yielding) before it sleeps, while the reader
-/// waits for the network: a sleeping consumer costs a wake-up of tens of
-/// microseconds on the way from the wire to `recv`.
-const SPIN: Duration = Duration::from_micros(50);
-
 impl Inbox {
     /// `resume` is called (outside the lock) when a paused reader may read again.
     pub(crate) fn new(
@@ -267,6 +261,7 @@ impl Inbox {
         policy: Overflow,
         filter: Option<FilterFn>,
         direct_reads: bool,
+        busy_wait: Duration,
         resume: Box<dyn Fn() + Send + Sync>,
     ) -> Inbox {
         Inbox {
@@ -294,9 +289,9 @@ impl Inbox {
             front_len: AtomicUsize::new(0),
             front_bytes: AtomicUsize::new(0),
             paused: AtomicBool::new(false),
-            reader_busy: AtomicBool::new(false),
             direct: direct_reads && matches!(policy, Overflow::Block) && filter.is_none(),
             taken: AtomicU64::new(0),
+            busy_wait,
             policy,
             filter,
             cap: cap.max(1),
@@ -639,19 +634,18 @@ impl Inbox {
     }
 
     /// Takes the next message, waiting until `deadline` (`None`: forever):
-    /// try, spin a little while the reader waits for the network, park.
+    /// try, spin for `busy_wait` (none by default), park until the reader's
+    /// next batch wakes it.
     /// `Ok(None)`: the deadline passed. `Err`: as [`try_pop`](Inbox::try_pop).
     #[inline(always)]
     pub(crate) fn pop_deadline(&self, deadline: Option<Instant>) -> Result<Option<Message>> {
-        let mut spin = Backoff::new(SPIN, deadline);
+        let mut spin = Backoff::new(self.busy_wait, deadline);
         loop {
             if let Some(msg) = self.try_pop()? {
                 return Ok(Some(msg));
             }
-            // A busy reader's batch comes with a wake-up; spinning would
-            // only take CPU from it.
-            if !self.reader_busy.load(Ordering::Relaxed) && spin.left().is_some() {
-                spin.spin();
+            if !self.busy_wait.is_zero() && spin.left().is_some() {
+                spin.pause();
                 continue;
             }
             let mut st = self.lock();
@@ -692,11 +686,6 @@ impl Inbox {
         }
         drop(st);
         (self.resume)();
-    }
-
-    /// The reader says whether it is busy (`true`) or waiting for the network.
-    pub(crate) fn set_reader_busy(&self, busy: bool) {
-        self.reader_busy.store(busy, Ordering::Relaxed);
     }
 
     /// Whether a consumer has received the end: everything before it was handled.
@@ -791,7 +780,15 @@ mod tests {
         let w = woke.clone();
         let resume = Box::new(move || w.store(true, Ordering::SeqCst));
         (
-            Arc::new(Inbox::new(cap, usize::MAX, policy, None, false, resume)),
+            Arc::new(Inbox::new(
+                cap,
+                usize::MAX,
+                policy,
+                None,
+                false,
+                Duration::ZERO,
+                resume,
+            )),
             woke,
         )
     }
@@ -846,7 +843,7 @@ mod tests {
     #[test]
     fn bytes_bound_admits_one_oversized_message_when_empty() {
         let woke = Box::new(|| {});
-        let q = Inbox::new(100, 10, Overflow::Block, None, false, woke);
+        let q = Inbox::new(100, 10, Overflow::Block, None, false, Duration::ZERO, woke);
         let (all, _) = push(&q, &["0123456789ABCDEF"]);
         assert!(all, "an empty inbox takes any one message");
         let (all, pending) = push(&q, &["x"]);
@@ -939,5 +936,46 @@ mod tests {
         std::thread::sleep(Duration::from_millis(30));
         push(&q, &["x"]);
         assert!(h.join().unwrap().unwrap().is_some());
+    }
+
+    #[test]
+    fn a_busy_wait_keeps_to_the_deadline_and_takes_what_comes() {
+        let resume = Box::new(|| {});
+        let spin = Duration::from_secs(2);
+        let q = Arc::new(Inbox::new(
+            8,
+            usize::MAX,
+            Overflow::DropOldest,
+            None,
+            false,
+            spin,
+            resume,
+        ));
+        let t = Instant::now();
+        assert!(q
+            .pop_deadline(Some(t + Duration::from_millis(20)))
+            .unwrap()
+            .is_none());
+        let waited = t.elapsed();
+        assert!(
+            waited >= Duration::from_millis(20) && waited < Duration::from_secs(1),
+            "the spin ends at the caller's deadline, not its own: {waited:?}"
+        );
+        // A message pushed while the consumer spins, and one after its spin
+        // has given way to parking, both arrive.
+        let q2 = q.clone();
+        let h = std::thread::spawn(move || {
+            let deadline = Some(Instant::now() + Duration::from_secs(10));
+            let first = q2.pop_deadline(deadline).unwrap();
+            let second = q2.pop_deadline(deadline).unwrap();
+            (first, second)
+        });
+        std::thread::sleep(Duration::from_millis(30));
+        push(&q, &["spun"]);
+        std::thread::sleep(Duration::from_millis(2500));
+        push(&q, &["parked"]);
+        let (first, second) = h.join().unwrap();
+        assert_eq!(first.unwrap().into_text().unwrap().as_str(), "spun");
+        assert_eq!(second.unwrap().into_text().unwrap().as_str(), "parked");
     }
 }

@@ -166,13 +166,8 @@ impl IoThread {
     /// connection only. `Ok(wait)`: turn again after `wait` at the latest
     /// (`None`: only on readiness or the waker).
     pub(super) fn hub_turn(&mut self) -> std::result::Result<Option<Duration>, Ended> {
-        self.shared.inbox.set_reader_busy(true);
-        let turned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.turn()))
-            .unwrap_or_else(|panic| Err(self.panicked(&*panic)));
-        if !matches!(turned, Ok(Some(Duration::ZERO))) {
-            self.shared.inbox.set_reader_busy(false);
-        }
-        turned
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.turn()))
+            .unwrap_or_else(|panic| Err(self.panicked(&*panic)))
     }
 
     fn run_loop(&mut self) -> Ended {
@@ -181,15 +176,7 @@ impl IoThread {
             match self.turn() {
                 Ok(timeout) => {
                     events.clear();
-                    let sleeps = timeout != Some(Duration::ZERO);
-                    if sleeps {
-                        self.shared.inbox.set_reader_busy(false);
-                    }
-                    let waited = self.shared.poller.wait(&mut events, timeout);
-                    if sleeps {
-                        self.shared.inbox.set_reader_busy(true);
-                    }
-                    if let Err(e) = waited {
+                    if let Err(e) = self.shared.poller.wait(&mut events, timeout) {
                         if e.kind() != io::ErrorKind::Interrupted {
                             return self.end_with(Error::Io(e));
                         }

@@ -36,8 +36,10 @@
 //! - `PARTIAL_SPIN` / `PARTIAL_PIECE` (10 µs / 32 KiB, `connection::direct`): a
 //!   consumer in the middle of a large message waits awake that long for
 //!   that much before it polls. Far below `WATCH`.
-//! - `SPIN` (50 µs, `queue`): a consumer of the plain queue spins that long
-//!   before it parks. Below `STAND_BACK`, which it does not depend on.
+//! - A consumer of the plain queue spins for `Client::busy_wait` (zero by
+//!   default) before it parks and the reader's next batch wakes it; the
+//!   spin does not depend on the constants above (a default 50 µs spin cost
+//!   a 4 KiB flood a quarter of its speed on two cores; BENCHMARKS.md).
 
 use std::time::{Duration, Instant};
 
