@@ -434,10 +434,13 @@ impl Inbox {
             }
         }
         self.shared_len.store(st.items.len(), Ordering::Release);
-        if st.waiting > 0
+        let wake = st.waiting > 0
             && !st.items.is_empty()
-            && (!more || !all || st.items.len() >= WAKE_QUEUED)
-        {
+            && (!more || !all || st.items.len() >= WAKE_QUEUED);
+        // Woken after the lock is let go, so the consumer does not wake only
+        // to find it held and sleep again on the lock.
+        drop(st);
+        if wake {
             self.ready.notify_all();
         }
         all
