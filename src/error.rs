@@ -37,7 +37,8 @@ pub type Response = tungstenite::handshake::client::Response;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Phase {
-    /// Resolving and TCP-connecting (`Client::connect_timeout`).
+    /// TCP-connecting (`Client::connect_timeout`). A name the resolver
+    /// gives no answer for within that time is [`Error::Dns`].
     Connect,
     /// Talking to a proxy (`Client::connect_timeout`).
     Proxy,

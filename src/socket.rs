@@ -1,4 +1,5 @@
-//! Socket layer: resolve, set socket2 options, connect with a timeout, probe.
+//! Socket layer: resolve (with a timeout), set socket2 options, connect with a
+//! timeout, probe.
 //!
 //! Owns everything about the TCP socket before and beside the WebSocket:
 //! `SO_RCVBUF`/`SO_SNDBUF` set *before* `connect` (so the window scale is
@@ -6,7 +7,7 @@
 //! back, and the kernel receive-queue probe. It does not read or write data.
 
 use std::io;
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
@@ -36,22 +37,9 @@ impl Default for SocketOptions {
 }
 
 /// Resolves `host` and connects to each address in turn, each attempt bounded
-/// by the connect timeout. Returns a blocking stream.
+/// by the connect timeout (as is the resolving). Returns a blocking stream.
 pub(crate) fn connect(host: &str, port: u16, opts: &SocketOptions) -> Result<TcpStream> {
-    // std's resolver has no timeout; an IP literal skips it.
-    let addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(|source| Error::Dns {
-            host: host.to_string(),
-            source,
-        })?
-        .collect();
-    if addrs.is_empty() {
-        return Err(Error::Dns {
-            host: host.to_string(),
-            source: io::Error::new(io::ErrorKind::NotFound, "no addresses"),
-        });
-    }
+    let addrs = resolve(host, port, opts.connect_timeout)?;
     let mut last = None;
     for addr in &addrs {
         match connect_addr(*addr, opts) {
@@ -78,6 +66,63 @@ pub(crate) fn connect(host: &str, port: u16, opts: &SocketOptions) -> Result<Tcp
     } else {
         failed(source)
     })
+}
+
+/// `host`'s addresses, at least one: an IP literal at once, a name from the
+/// system resolver, waited for at most `timeout`.
+pub(crate) fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAddr>> {
+    if let Ok(ip) = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let name = host.to_string();
+    resolve_with(host, timeout, move || {
+        (name.as_str(), port)
+            .to_socket_addrs()
+            .map(Iterator::collect)
+    })
+}
+
+/// Runs `lookup` on a thread of its own and waits for it at most `timeout`:
+/// std's resolver (`getaddrinfo`) has no timeout, and a resolver that never
+/// answers must not hold `connect` (or a hub's connect thread) forever. A
+/// lookup given up on finishes on its thread, within the system resolver's
+/// own timeouts, and its answer is dropped.
+fn resolve_with(
+    host: &str,
+    timeout: Duration,
+    lookup: impl FnOnce() -> io::Result<Vec<SocketAddr>> + Send + 'static,
+) -> Result<Vec<SocketAddr>> {
+    let dns = |source| Error::Dns {
+        host: host.to_string(),
+        source,
+    };
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    std::thread::Builder::new()
+        .name("wsapp-dns".into())
+        .spawn(move || {
+            let _ = tx.send(lookup());
+        })
+        .map_err(dns)?;
+    let addrs = match rx.recv_timeout(timeout) {
+        Ok(answer) => answer.map_err(dns)?,
+        Err(_) => {
+            return Err(dns(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "no answer from the system resolver within {timeout:?} \
+                     (Client::connect_timeout); check its configuration, or connect to an IP address"
+                ),
+            )))
+        }
+    };
+    if addrs.is_empty() {
+        return Err(dns(io::Error::new(io::ErrorKind::NotFound, "no addresses")));
+    }
+    Ok(addrs)
 }
 
 fn connect_addr(addr: SocketAddr, opts: &SocketOptions) -> io::Result<TcpStream> {
@@ -197,6 +242,58 @@ mod tests {
     use super::*;
     use std::io::Write;
     use std::net::TcpListener;
+
+    #[test]
+    fn a_resolver_that_does_not_answer_is_given_up_at_the_timeout() {
+        let start = std::time::Instant::now();
+        let err = resolve_with("stuck.example", Duration::from_millis(100), || {
+            std::thread::sleep(Duration::from_secs(5));
+            Ok(vec![])
+        })
+        .unwrap_err();
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "waited {:?}",
+            start.elapsed()
+        );
+        assert_eq!(err.kind(), crate::ErrorKind::Dns);
+        let text = err.to_string();
+        assert!(
+            text.contains("stuck.example") && text.contains("connect_timeout"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn resolving_gives_the_lookup_its_answer_or_its_error() {
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let got = resolve_with("h", Duration::from_secs(5), move || Ok(vec![addr])).unwrap();
+        assert_eq!(got, vec![addr]);
+        let err = resolve_with("h", Duration::from_secs(5), || {
+            Err(io::Error::new(io::ErrorKind::NotFound, "nxdomain"))
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("nxdomain"), "{err}");
+        let err = resolve_with("h", Duration::from_secs(5), || Ok(vec![])).unwrap_err();
+        assert!(err.to_string().contains("no addresses"), "{err}");
+    }
+
+    #[test]
+    fn ip_literals_need_no_resolver() {
+        let zero = Duration::ZERO;
+        assert_eq!(
+            resolve("127.0.0.1", 80, zero).unwrap(),
+            vec!["127.0.0.1:80".parse().unwrap()]
+        );
+        assert_eq!(
+            resolve("::1", 80, zero).unwrap(),
+            vec!["[::1]:80".parse().unwrap()]
+        );
+        assert_eq!(
+            resolve("[::1]", 80, zero).unwrap(),
+            vec!["[::1]:80".parse().unwrap()]
+        );
+    }
 
     #[test]
     fn rcvbuf_is_set_before_connect_and_read_back() {

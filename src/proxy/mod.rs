@@ -29,7 +29,6 @@
 
 use std::fmt;
 use std::io::{Read, Write};
-use std::net::ToSocketAddrs;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -360,7 +359,12 @@ pub(crate) fn open(
     // A proxy that trickles its reply cannot hold the connect open.
     stream.set_handshake_deadline(deadline);
     let host = if proxy.resolves_locally() {
-        resolve(&target.host, target.port, proxy.ipv4_only())?
+        resolve(
+            &target.host,
+            target.port,
+            proxy.ipv4_only(),
+            deadline.saturating_duration_since(Instant::now()),
+        )?
     } else {
         target.host.clone()
     };
@@ -368,26 +372,18 @@ pub(crate) fn open(
     Ok(stream)
 }
 
-/// Resolves `host` for a proxy that takes addresses, not names.
-fn resolve(host: &str, port: u16, ipv4_only: bool) -> Result<String> {
-    let dns = |source| Error::Dns {
-        host: host.to_string(),
-        source,
-    };
-    (host, port)
-        .to_socket_addrs()
-        .map_err(dns)?
+/// Resolves `host` for a proxy that takes addresses, not names, within `timeout`.
+fn resolve(host: &str, port: u16, ipv4_only: bool, timeout: Duration) -> Result<String> {
+    crate::socket::resolve(host, port, timeout)?
+        .into_iter()
         .find(|a| !ipv4_only || a.is_ipv4())
         .map(|a| a.ip().to_string())
-        .ok_or_else(|| {
-            dns(std::io::Error::new(
+        .ok_or_else(|| Error::Dns {
+            host: host.to_string(),
+            source: std::io::Error::new(
                 std::io::ErrorKind::NotFound,
-                if ipv4_only {
-                    "no IPv4 address (SOCKS4 needs one)"
-                } else {
-                    "no addresses"
-                },
-            ))
+                "no IPv4 address (SOCKS4 needs one)",
+            ),
         })
 }
 
