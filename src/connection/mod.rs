@@ -8,7 +8,8 @@
 //! inbox, the poller (whose `notify` is the waker) and counters. Policies
 //! live in `queue`, counters in `stats`; this module only moves data.
 //!
-//! Files: `handle` (the public handles: sending, receiving, closing, stats),
+//! Files: `sender` (the [`Sender`] handle: sending, starting a close, stats),
+//! `websocket` (the [`WebSocket`] handle: start-up, receiving, closing),
 //! `io_thread` (one connection's I/O state machine, `IoThread`, and the
 //! dedicated thread that drives it), `hub` (the shared threads that drive
 //! many of them, for [`Hub`](crate::Hub)),
@@ -22,12 +23,13 @@
 //! next message when the inbox is empty and the reading state lets them.
 
 mod direct;
-mod handle;
 mod hub;
 mod io_thread;
 mod outbox;
 mod reading;
+mod sender;
 mod slab;
+mod websocket;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -37,8 +39,9 @@ use std::time::{Duration, Instant};
 
 use polling::Poller;
 
-pub use handle::{Incoming, Sender, WebSocket};
 pub(crate) use hub::HubIo;
+pub use sender::Sender;
+pub use websocket::{Incoming, WebSocket};
 
 use crate::error::{Error, Result};
 use crate::queue::Inbox;
