@@ -1,0 +1,207 @@
+//! Unit tests of the inbox: bounds and pause/resume, each overflow policy,
+//! the end of the stream, and waiting with and without a spin.
+
+use super::*;
+
+fn inbox(cap: usize, policy: Overflow) -> (Arc<Inbox>, Arc<AtomicBool>) {
+    let woke = Arc::new(AtomicBool::new(false));
+    let w = woke.clone();
+    let resume = Box::new(move || w.store(true, Ordering::SeqCst));
+    (
+        Arc::new(Inbox::new(
+            cap,
+            usize::MAX,
+            policy,
+            None,
+            false,
+            Duration::ZERO,
+            resume,
+        )),
+        woke,
+    )
+}
+
+fn push(q: &Inbox, texts: &[&str]) -> (bool, VecDeque<Item>) {
+    let mut pending = VecDeque::new();
+    for t in texts {
+        q.classify_into(Message::text(*t), &mut pending);
+    }
+    let all = q.push_batch(&mut pending, 0, false);
+    (all, pending)
+}
+
+fn drain(q: &Inbox) -> Vec<String> {
+    let mut out = vec![];
+    while let Ok(Some(m)) = q.try_pop() {
+        out.push(m.into_text().unwrap().to_string());
+    }
+    out
+}
+
+fn check_identity(q: &Inbox) {
+    let mut s = Stats::default();
+    q.fill(&mut s);
+    assert_eq!(
+        s.received,
+        s.delivered + s.dropped.total() + s.queued as u64
+    );
+}
+
+#[test]
+fn block_pauses_at_bound_and_resumes_at_half() {
+    let (q, woke) = inbox(4, Overflow::Block);
+    let (all, pending) = push(&q, &["1", "2", "3", "4", "5", "6"]);
+    assert!(!all);
+    assert_eq!(pending.len(), 2);
+    assert!(q.is_paused());
+    check_identity(&q);
+    q.pop_deadline(None).unwrap();
+    assert!(
+        q.is_paused() && !woke.load(Ordering::SeqCst),
+        "no flapping above low water"
+    );
+    q.pop_deadline(None).unwrap();
+    assert!(!q.is_paused() && woke.load(Ordering::SeqCst));
+    let mut pending = pending;
+    assert!(q.push_batch(&mut pending, 0, false));
+    assert_eq!(drain(&q), ["3", "4", "5", "6"]);
+    check_identity(&q);
+}
+
+#[test]
+fn bytes_bound_admits_one_oversized_message_when_empty() {
+    let woke = Box::new(|| {});
+    let q = Inbox::new(100, 10, Overflow::Block, None, false, Duration::ZERO, woke);
+    let (all, _) = push(&q, &["0123456789ABCDEF"]);
+    assert!(all, "an empty inbox takes any one message");
+    let (all, pending) = push(&q, &["x"]);
+    assert!(!all && pending.len() == 1);
+}
+
+#[test]
+fn drop_newest_and_oldest() {
+    let (q, _) = inbox(3, Overflow::DropNewest);
+    push(&q, &["1", "2", "3", "4", "5"]);
+    assert_eq!(drain(&q), ["1", "2", "3"]);
+    check_identity(&q);
+    let (q, _) = inbox(3, Overflow::DropOldest);
+    push(&q, &["1", "2", "3", "4", "5"]);
+    check_identity(&q);
+    assert_eq!(drain(&q), ["3", "4", "5"]);
+    let mut s = Stats::default();
+    q.fill(&mut s);
+    assert_eq!(s.dropped.oldest, 2);
+}
+
+#[test]
+fn priority_sheds_lowest_oldest_and_blocks_on_top() {
+    let prio = |m: &Message| -> u8 {
+        match m.to_text().unwrap().as_bytes()[0] {
+            b'h' => Overflow::TOP,
+            b'm' => 5,
+            _ => 1,
+        }
+    };
+    let (q, _) = inbox(3, Overflow::priority(prio));
+    push(&q, &["l1", "m1", "l2", "h1"]); // l1 evicted
+    push(&q, &["l3"]); // nothing lower: dropped
+    push(&q, &["h2"]); // evicts l2
+    check_identity(&q);
+    assert_eq!(drain(&q), ["m1", "h1", "h2"]);
+    let (q, _) = inbox(2, Overflow::priority(prio));
+    let (all, pending) = push(&q, &["h1", "h2", "h3"]);
+    assert!(!all && pending.len() == 1, "top priority is never dropped");
+    check_identity(&q);
+}
+
+#[test]
+fn conflation_keeps_latest_per_key_in_place() {
+    let key = |m: &Message| {
+        m.to_text()
+            .ok()
+            .and_then(|t| t.split_once(':').map(|(k, _)| k.to_string()))
+    };
+    let (q, _) = inbox(2, Overflow::conflate(key));
+    push(&q, &["a:1", "b:1", "a:2", "b:2", "a:3"]);
+    check_identity(&q);
+    assert_eq!(drain(&q), ["a:3", "b:2"]);
+    let (all, pending) = push(&q, &["a:4", "b:3", "c:1"]);
+    assert!(
+        !all && pending.len() == 1,
+        "a new key in a full inbox waits"
+    );
+    check_identity(&q);
+}
+
+#[test]
+fn end_comes_after_queued_messages() {
+    let (q, _) = inbox(8, Overflow::Block);
+    push(&q, &["1"]);
+    let mut left = VecDeque::new();
+    q.classify_into(Message::text("2"), &mut left);
+    q.finish(&mut left, Error::Closed(None));
+    assert_eq!(drain(&q), ["1", "2"]);
+    assert!(q.pop_deadline(None).unwrap_err().is_closed());
+    assert!(
+        q.pop_deadline(None).unwrap_err().is_closed(),
+        "the end repeats"
+    );
+}
+
+#[test]
+fn pop_times_out_and_wakes_on_push() {
+    let (q, _) = inbox(8, Overflow::Block);
+    let t = Instant::now();
+    assert!(q
+        .pop_deadline(Some(t + Duration::from_millis(20)))
+        .unwrap()
+        .is_none());
+    assert!(t.elapsed() >= Duration::from_millis(20));
+    let q2 = q.clone();
+    let h =
+        std::thread::spawn(move || q2.pop_deadline(Some(Instant::now() + Duration::from_secs(10))));
+    std::thread::sleep(Duration::from_millis(30));
+    push(&q, &["x"]);
+    assert!(h.join().unwrap().unwrap().is_some());
+}
+
+#[test]
+fn a_busy_wait_keeps_to_the_deadline_and_takes_what_comes() {
+    let resume = Box::new(|| {});
+    let spin = Duration::from_secs(2);
+    let q = Arc::new(Inbox::new(
+        8,
+        usize::MAX,
+        Overflow::DropOldest,
+        None,
+        false,
+        spin,
+        resume,
+    ));
+    let t = Instant::now();
+    assert!(q
+        .pop_deadline(Some(t + Duration::from_millis(20)))
+        .unwrap()
+        .is_none());
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_millis(20) && waited < Duration::from_secs(1),
+        "the spin ends at the caller's deadline, not its own: {waited:?}"
+    );
+    // A message pushed while the consumer spins, and one after its spin
+    // has given way to parking, both arrive.
+    let q2 = q.clone();
+    let h = std::thread::spawn(move || {
+        let deadline = Some(Instant::now() + Duration::from_secs(10));
+        let first = q2.pop_deadline(deadline).unwrap();
+        let second = q2.pop_deadline(deadline).unwrap();
+        (first, second)
+    });
+    std::thread::sleep(Duration::from_millis(30));
+    push(&q, &["spun"]);
+    std::thread::sleep(Duration::from_millis(2500));
+    push(&q, &["parked"]);
+    let (first, second) = h.join().unwrap();
+    assert_eq!(first.unwrap().into_text().unwrap().as_str(), "spun");
+    assert_eq!(second.unwrap().into_text().unwrap().as_str(), "parked");
+}
