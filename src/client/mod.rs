@@ -42,10 +42,10 @@ fn default_ping_timeout(interval: Duration) -> Duration {
     DEFAULT_PING_TIMEOUT.min(interval / 2)
 }
 
-/// Where the proxy setting comes from.
 /// [`Client::outbox_bytes`]'s default.
 const DEFAULT_OUTBOX_BYTES: usize = 16 << 20;
 
+/// Where the proxy setting comes from.
 #[derive(Debug, Clone)]
 enum ProxyChoice {
     /// `http_proxy`/`https_proxy`/`all_proxy` and `no_proxy`, read at each connect.

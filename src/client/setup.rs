@@ -153,7 +153,9 @@ impl Client {
         self
     }
 
-    /// Time allowed to connect to each resolved address. Defaults to 10 s.
+    /// Time allowed to resolve the host name, and then to connect to each
+    /// address it resolved to. Defaults to 10 s. A resolver that gives no
+    /// answer within it ends the connect with [`Error::Dns`].
     ///
     /// # Examples
     ///
