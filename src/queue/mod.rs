@@ -88,6 +88,11 @@ struct State {
     abandoned: bool,
     /// Consumers' taken-ahead messages and bytes, as of the last snapshot.
     front: (usize, usize),
+    /// No message in `items` has a lower priority than this. A bound, not
+    /// the minimum: taking and evicting leave it as it was. It lets a
+    /// priority inbox that is full of messages no lower than the incoming
+    /// one shed it without scanning them all.
+    prio_floor: u8,
 }
 
 /// The consumers' end: messages taken from the shared queue a batch per lock,
@@ -176,6 +181,7 @@ impl Inbox {
                 front_seq: 0,
                 next_seq: 0,
                 high_water: 0,
+                prio_floor: 0,
                 received: 0,
                 drops: Drops::default(),
                 paused: false,
@@ -293,9 +299,11 @@ impl Inbox {
         // it, and waking it costs more than this whole batch.
         let now = Some(Instant::now());
         let mut batch_bytes = 0;
+        let mut batch_floor = u8::MAX;
         for item in pending.iter_mut() {
             item.at = now;
             batch_bytes += item.size;
+            batch_floor = batch_floor.min(item.prio);
         }
         let mut st = self.lock();
         self.snapshot_front(&mut st);
@@ -318,6 +326,11 @@ impl Inbox {
             // needs the sequence numbers). Into an empty queue it goes whole.
             st.received += pending.len() as u64;
             st.bytes += batch_bytes;
+            st.prio_floor = if st.items.is_empty() {
+                batch_floor
+            } else {
+                st.prio_floor.min(batch_floor)
+            };
             if st.items.is_empty() {
                 std::mem::swap(&mut st.items, pending);
             } else {
@@ -517,6 +530,7 @@ impl Inbox {
                 st.bytes += item.size;
                 item.seq = st.next_seq;
                 st.next_seq += 1;
+                st.prio_floor = st.prio_floor.min(item.prio);
                 st.items.push_back(item);
             }
             st.high_water = st.high_water.max(self.totals(&st).0);

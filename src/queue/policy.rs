@@ -165,13 +165,21 @@ impl Inbox {
                 Overflow::Priority(_) => {
                     // Evict the oldest of the lowest priorities below the incoming
                     // one, but only if that makes room: never evict for nothing.
-                    let mut candidates: Vec<(u8, usize)> = st
-                        .items
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, q)| q.prio < item.prio)
-                        .map(|(i, q)| (q.prio, i))
-                        .collect();
+                    // At or below the floor nothing queued is lower: no scan.
+                    let mut candidates: Vec<(u8, usize)> = if item.prio > st.prio_floor {
+                        st.items
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, q)| q.prio < item.prio)
+                            .map(|(i, q)| (q.prio, i))
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    if candidates.is_empty() {
+                        // Nothing queued is below the incoming priority.
+                        st.prio_floor = st.prio_floor.max(item.prio);
+                    }
                     candidates.sort_unstable();
                     let (mut len, mut bytes) = self.totals(st);
                     let mut victims = Vec::new();
@@ -207,6 +215,11 @@ impl Inbox {
         if let Some(key) = &item.key {
             st.keys.insert(key.clone(), item.seq);
         }
+        st.prio_floor = if st.items.is_empty() {
+            item.prio
+        } else {
+            st.prio_floor.min(item.prio)
+        };
         st.items.push_back(item);
         st.high_water = st.high_water.max(self.totals(st).0);
         Ok(())

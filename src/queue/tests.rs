@@ -115,6 +115,39 @@ fn priority_sheds_lowest_oldest_and_blocks_on_top() {
 }
 
 #[test]
+fn priority_sheds_by_what_is_queued_after_the_front_was_taken() {
+    // The digit is the priority. The consumer's taking (try_pop, which
+    // takes ahead from the front) removes the lowest; what is left decides.
+    let prio = |m: &Message| -> u8 { m.to_text().unwrap().as_bytes()[0] - b'0' };
+    let (q, _) = inbox(4, Overflow::priority(prio));
+    push(&q, &["1a", "5a", "5b", "5c"]);
+    push(&q, &["5d"]); // evicts 1a
+    push(&q, &["5e"]); // nothing lower: dropped
+    push(&q, &["3a"]); // lower than all: dropped
+    check_identity(&q);
+    assert_eq!(drain(&q), ["5a", "5b", "5c", "5d"]);
+    push(&q, &["1b", "5f", "5g", "5h"]);
+    assert_eq!(q.try_pop().unwrap().unwrap().to_text().unwrap(), "1b");
+    // The front (5f, 5g, 5h) is the consumer's now, out of the policy's
+    // reach, and still counts.
+    push(&q, &["4a"]); // the room 1b left
+    push(&q, &["6a"]); // evicts 4a: the taken-ahead 5s are out of reach
+    push(&q, &["5i"]); // nothing lower within reach: dropped
+    check_identity(&q);
+    assert_eq!(drain(&q), ["5f", "5g", "5h", "6a"]);
+    push(&q, &["2a", "2b", "7a", "7b"]);
+    push(&q, &["3b"]); // evicts 2a
+    push(&q, &["3c"]); // evicts 2b
+    push(&q, &["3d"]); // nothing lower left: dropped
+    push(&q, &["8a"]); // evicts 3b, the oldest of the lowest
+    check_identity(&q);
+    assert_eq!(drain(&q), ["7a", "7b", "3c", "8a"]);
+    let mut s = Stats::default();
+    q.fill(&mut s);
+    assert_eq!(s.dropped.priority, 9);
+}
+
+#[test]
 fn conflation_keeps_latest_per_key_in_place() {
     let key = |m: &Message| {
         m.to_text()
