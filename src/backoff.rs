@@ -2,7 +2,8 @@
 //! thread sleeps, in the manner of crossbeam-utils' `Backoff`.
 //!
 //! Owns nothing but time; callers decide what "try again" means (look at a
-//! queue, poll a socket). Every use names its own limit as a constant.
+//! queue, poll a socket). Every use names its limit: a constant, or the
+//! user's `Client::busy_wait`.
 
 use std::time::{Duration, Instant};
 
