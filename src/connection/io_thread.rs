@@ -317,6 +317,28 @@ impl IoThread {
     fn turn(&mut self) -> std::result::Result<Option<Duration>, Ended> {
         let sh = self.shared.clone();
         let mut io = sh.lock_io();
+        let (more, decision, held_back) = match self.turn_locked(&sh, &mut io) {
+            Ok(turned) => turned,
+            Err(ended) => {
+                // No consumer reads past the end, not even in the moment
+                // before `begin_finish` takes the lock again: behind a
+                // faulty frame it would answer a ping, or deliver a message.
+                io.reading.end();
+                return Err(ended);
+            }
+        };
+        drop(io);
+        let next = self.timers(held_back)?;
+        Ok(reading::sleep_for(Instant::now(), next, more, decision))
+    }
+
+    /// The part of a turn under the connection's lock. `Ok`: whether more
+    /// is to be read at once, the turn's decision, and whether data is held back.
+    fn turn_locked(
+        &mut self,
+        sh: &Shared,
+        io: &mut Io,
+    ) -> std::result::Result<(bool, Decision, bool), Ended> {
         if let Some(e) = io.fatal.take() {
             return Err(self.end_with(e));
         }
@@ -327,10 +349,10 @@ impl IoThread {
         // What a consumer handed over (the peer's close, say) is taken
         // before anything is written: nothing may follow a close.
         let mut more = match io.reading.take_hand_off() {
-            Some(read) => self.read_side(&mut io, Some(read))?,
+            Some(read) => self.read_side(io, Some(read))?,
             None => false,
         };
-        self.write_side(&mut io)?;
+        self.write_side(io)?;
         if !self.pending.is_empty() {
             // What a full inbox held back goes first, before any read.
             self.push();
@@ -346,7 +368,7 @@ impl IoThread {
         let decision = reading::decide(&snapshot, &io.reading);
         io.reading.settle(decision);
         if decision.io_reads() {
-            more |= self.read_side(&mut io, None)?;
+            more |= self.read_side(io, None)?;
         }
         // What this turn's reads changed: a full inbox, a close.
         if !self.pending.is_empty() {
@@ -386,9 +408,7 @@ impl IoThread {
                 .map_err(|e| self.end_with(Error::Io(e)))?;
             self.interest = interest;
         }
-        drop(io);
-        let next = self.timers(held_back)?;
-        Ok(reading::sleep_for(Instant::now(), next, more, decision))
+        Ok((more, decision, held_back))
     }
 
     fn write_side(&mut self, io: &mut Io) -> std::result::Result<(), Ended> {
