@@ -15,7 +15,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use wsapp::{Client, Message, WebSocketApp};
+use wsapp::{Client, WebSocketApp};
 
 use common::raw::*;
 
