@@ -163,47 +163,13 @@ impl Inbox {
                     }
                 }
                 Overflow::Priority(_) => {
-                    // Evict the oldest of the lowest priorities below the incoming
-                    // one, but only if that makes room: never evict for nothing.
-                    // At or below the floor nothing queued is lower: no scan.
-                    let mut candidates: Vec<(u8, usize)> = if item.prio > st.prio_floor {
-                        st.items
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, q)| q.prio < item.prio)
-                            .map(|(i, q)| (q.prio, i))
-                            .collect()
-                    } else {
-                        Vec::new()
-                    };
-                    if candidates.is_empty() {
-                        // Nothing queued is below the incoming priority.
-                        st.prio_floor = st.prio_floor.max(item.prio);
-                    }
-                    candidates.sort_unstable();
-                    let (mut len, mut bytes) = self.totals(st);
-                    let mut victims = Vec::new();
-                    for (_, i) in candidates {
-                        if self.fits(len, bytes, item.size) {
-                            break;
-                        }
-                        len -= 1;
-                        bytes -= st.items[i].size;
-                        victims.push(i);
-                    }
-                    if !self.fits(len, bytes, item.size) {
+                    if !self.evict_below(st, item.prio, item.size) {
                         if item.prio == Overflow::TOP {
                             return Err(item);
                         }
                         st.received += 1;
                         st.drops.priority += 1;
                         return Ok(());
-                    }
-                    victims.sort_unstable_by(|a, b| b.cmp(a));
-                    for i in victims {
-                        let old = st.items.remove(i).expect("index from iter");
-                        st.bytes -= old.size;
-                        st.drops.priority += 1;
                     }
                 }
             }
@@ -223,5 +189,68 @@ impl Inbox {
         st.items.push_back(item);
         st.high_water = st.high_water.max(self.totals(st).0);
         Ok(())
+    }
+
+    /// Makes room for a message of `prio` and `size` by evicting the oldest
+    /// of the lowest priorities below `prio`, in that order, and only if that
+    /// makes room: never evicts for nothing. `false`: it cannot.
+    ///
+    /// Two passes at most, whatever the number of victims: one sums what
+    /// each priority below `prio` holds, which says which priorities go
+    /// whole and how far into the next the eviction reaches; one removes
+    /// them. At or below the floor nothing queued is lower: no pass at all.
+    fn evict_below(&self, st: &mut State, prio: u8, size: usize) -> bool {
+        if prio <= st.prio_floor {
+            return false;
+        }
+        // Messages and bytes queued at each priority below `prio`.
+        let mut held = [(0usize, 0usize); 256];
+        let mut any = false;
+        for q in st.items.iter().filter(|q| q.prio < prio) {
+            let h = &mut held[q.prio as usize];
+            h.0 += 1;
+            h.1 += q.size;
+            any = true;
+        }
+        if !any {
+            st.prio_floor = prio;
+            return false;
+        }
+        // Priorities below `whole` go whole; then `partial`'s oldest, one by
+        // one, until the message fits.
+        let (mut len, mut bytes) = self.totals(st);
+        let mut whole = 0u8;
+        let mut partial = None;
+        for level in 0..prio {
+            if self.fits(len, bytes, size) {
+                break;
+            }
+            let (n, b) = held[level as usize];
+            if n > 0 && self.fits(len - n, bytes - b, size) {
+                partial = Some(level);
+                break;
+            }
+            (len, bytes) = (len - n, bytes - b);
+            whole = level + 1;
+        }
+        if partial.is_none() && !self.fits(len, bytes, size) {
+            return false;
+        }
+        let (mut evicted, mut evicted_bytes) = (0u64, 0usize);
+        st.items.retain(|q| {
+            let out = q.prio < whole
+                || (Some(q.prio) == partial && !self.fits(len, bytes, size) && {
+                    (len, bytes) = (len - 1, bytes - q.size);
+                    true
+                });
+            if out {
+                evicted += 1;
+                evicted_bytes += q.size;
+            }
+            !out
+        });
+        st.bytes -= evicted_bytes;
+        st.drops.priority += evicted;
+        true
     }
 }

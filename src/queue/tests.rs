@@ -238,3 +238,114 @@ fn a_busy_wait_keeps_to_the_deadline_and_takes_what_comes() {
     assert_eq!(first.unwrap().into_text().unwrap().as_str(), "spun");
     assert_eq!(second.unwrap().into_text().unwrap().as_str(), "parked");
 }
+
+/// The priority policy against a plain model of it (every candidate below
+/// the incoming priority, sorted by priority and age, evicted until the
+/// message fits), over random sizes and priorities under a byte bound, so
+/// that evictions reach across several priorities.
+#[test]
+fn priority_matches_a_model_under_a_byte_bound() {
+    const CAP: usize = 8;
+    const CAP_BYTES: usize = 100;
+    let fits = |len: usize, bytes: usize, size: usize| {
+        len < CAP && (len == 0 || bytes + size <= CAP_BYTES)
+    };
+    let prio = |m: &Message| -> u8 {
+        match m {
+            Message::Binary(b) => b[0],
+            _ => 0,
+        }
+    };
+    let q = Inbox::new(
+        CAP,
+        CAP_BYTES,
+        Overflow::priority(prio),
+        None,
+        false,
+        Duration::ZERO,
+        Box::new(|| {}),
+    );
+    let mut model: VecDeque<(u8, usize, u32)> = VecDeque::new();
+    let mut seed = 0x2545_f491_u32;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        seed
+    };
+    let mut dropped = 0u64;
+    for id in 0..5_000u32 {
+        let r = next();
+        if r % 97 == 0 {
+            // The consumer takes everything: both start again empty.
+            let mut got = vec![];
+            while let Some(m) = q.try_pop().unwrap() {
+                let b = m.into_data();
+                got.push(u32::from_be_bytes(b[1..5].try_into().unwrap()));
+            }
+            let want: Vec<u32> = model.drain(..).map(|(_, _, id)| id).collect();
+            assert_eq!(got, want, "queued before message {id}");
+            continue;
+        }
+        let p = if r % 11 == 0 {
+            Overflow::TOP
+        } else {
+            (r >> 8) as u8 % 6
+        };
+        let size = 5 + (r >> 16) as usize % 36;
+        let mut payload = vec![p];
+        payload.extend_from_slice(&id.to_be_bytes());
+        payload.resize(size, 0);
+        // The model.
+        let (len, bytes) = (model.len(), model.iter().map(|m| m.1).sum::<usize>());
+        let blocked = if fits(len, bytes, size) {
+            model.push_back((p, size, id));
+            false
+        } else {
+            let mut cands: Vec<(u8, usize)> = model
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| m.0 < p)
+                .map(|(i, m)| (m.0, i))
+                .collect();
+            cands.sort_unstable();
+            let (mut l, mut b, mut victims) = (len, bytes, vec![]);
+            for (_, i) in cands {
+                if fits(l, b, size) {
+                    break;
+                }
+                l -= 1;
+                b -= model[i].1;
+                victims.push(i);
+            }
+            if fits(l, b, size) {
+                victims.sort_unstable_by(|a, b| b.cmp(a));
+                dropped += victims.len() as u64;
+                for i in victims {
+                    model.remove(i);
+                }
+                model.push_back((p, size, id));
+                false
+            } else if p == Overflow::TOP {
+                true
+            } else {
+                dropped += 1;
+                false
+            }
+        };
+        // The inbox.
+        let mut pending = VecDeque::new();
+        q.classify_into(Message::binary(payload), &mut pending);
+        let all = q.push_batch(&mut pending, 0, false);
+        assert_eq!(!all, blocked, "blocked at message {id}");
+        if blocked {
+            // Top priority with no room: the reader would pause. Start again.
+            while q.try_pop().unwrap().is_some() {}
+            model.clear();
+        }
+        let mut s = Stats::default();
+        q.fill(&mut s);
+        assert_eq!(s.dropped.priority, dropped, "drops after message {id}");
+        assert_eq!(s.queued, model.len(), "queued after message {id}");
+    }
+}
