@@ -174,6 +174,7 @@ impl IoThread {
         let mut events = Events::new();
         loop {
             match self.turn() {
+                Ok(Some(Duration::ZERO)) => {}
                 Ok(timeout) => {
                     events.clear();
                     if let Err(e) = self.shared.poller.wait(&mut events, timeout) {
@@ -511,7 +512,9 @@ impl IoThread {
                 Err(e) => self.take_error(e)?,
             };
         }
-        self.push();
+        // A turn cut short by `READ_TURN` goes on at once: its push is a
+        // push in the middle of a read, not the turn's last.
+        self.push_batch(more);
         if flush {
             self.flush(io)?;
         }

@@ -84,6 +84,14 @@ struct State {
     pause_count: u64,
     paused_total: Duration,
     waiting: usize,
+    /// The producer has woken the waiting consumers and none has run since:
+    /// waking them again would be a syscall that does nothing (std's
+    /// `Condvar` does not count waiters), and a woken thread can take a
+    /// while to get a CPU, over many batches.
+    woken: bool,
+    /// Wake-ups sent, for the tests of the rule above.
+    #[cfg(test)]
+    wakes: u64,
     end: End,
     abandoned: bool,
     /// Consumers' taken-ahead messages and bytes, as of the last snapshot.
@@ -93,6 +101,15 @@ struct State {
     /// priority inbox that is full of messages no lower than the incoming
     /// one shed it without scanning them all.
     prio_floor: u8,
+}
+
+impl State {
+    /// A consumer is back from its wait (woken, or at its deadline): the
+    /// next push that finds one waiting wakes it again.
+    fn woke(&mut self) {
+        self.waiting -= 1;
+        self.woken = false;
+    }
 }
 
 /// The consumers' end: messages taken from the shared queue a batch per lock,
@@ -106,11 +123,13 @@ struct Front {
 }
 
 /// In the middle of a read turn, a sleeping consumer is woken once this many
-/// messages wait rather than at every batch of `connection`'s `BATCH` (64):
-/// a wake-up costs the reader more than reading a batch, and a consumer woken
-/// for four batches sleeps a quarter as often. A turn's last push always
-/// wakes it, so this adds latency only while a flood keeps the reader busy.
-const WAKE_QUEUED: usize = 256;
+/// messages wait (or half the bound, if that is less: past it the reader
+/// would pause first) rather than at every batch of `connection`'s `BATCH`
+/// (64). A wake-up is a futex call, and on a VM an interrupt to the other
+/// CPU: in a 64 B flood's profile, 1,557 of them took 13% of the client's
+/// CPU (BENCHMARKS.md). A turn's last push always wakes it, so this adds
+/// latency only while a flood keeps the reader busy.
+const WAKE_QUEUED: usize = 512;
 
 /// One message in this many has its wait in the inbox timed: reading the
 /// clock for every message costs about as much as the rest of a pop.
@@ -189,6 +208,9 @@ impl Inbox {
                 pause_count: 0,
                 paused_total: Duration::ZERO,
                 waiting: 0,
+                woken: false,
+                #[cfg(test)]
+                wakes: 0,
                 end: End::Open,
                 abandoned: false,
                 front: (0, 0),
@@ -352,8 +374,14 @@ impl Inbox {
         }
         self.shared_len.store(st.items.len(), Ordering::Release);
         let wake = st.waiting > 0
+            && !st.woken
             && !st.items.is_empty()
-            && (!more || !all || st.items.len() >= WAKE_QUEUED);
+            && (!more || !all || st.items.len() >= WAKE_QUEUED.min(self.cap / 2));
+        st.woken |= wake;
+        #[cfg(test)]
+        {
+            st.wakes += u64::from(wake);
+        }
         // Woken after the lock is let go, so the consumer does not wake only
         // to find it held and sleep again on the lock.
         drop(st);
@@ -488,7 +516,7 @@ impl Inbox {
                         .0
                 }
             };
-            st.waiting -= 1;
+            st.woke();
         }
     }
 

@@ -349,3 +349,52 @@ fn priority_matches_a_model_under_a_byte_bound() {
         assert_eq!(s.queued, model.len(), "queued after message {id}");
     }
 }
+
+/// std's `Condvar` wakes with a syscall whether or not anyone sleeps, and a
+/// woken consumer can take many batches to get a CPU: it is woken once,
+/// until it has run. In the middle of a read turn it is woken only once
+/// `WAKE_QUEUED` (at most half the bound) wait.
+#[test]
+fn a_sleeping_consumer_is_woken_once_until_it_runs() {
+    let (q, _) = inbox(1024, Overflow::Block);
+    let wakes = |q: &Inbox| q.lock().wakes;
+    // A consumer parks, as `pop_deadline` does.
+    q.lock().waiting += 1;
+    for _ in 0..5 {
+        push(&q, &["x"]);
+    }
+    assert_eq!(wakes(&q), 1, "five pushes, one wake-up");
+    // It runs, takes everything, and parks again: the next push wakes it.
+    q.lock().woke();
+    assert_eq!(drain(&q).len(), 5);
+    q.lock().waiting += 1;
+    let mut pending = VecDeque::new();
+    let mut pushed = 0;
+    while pushed < WAKE_QUEUED - 64 {
+        for _ in 0..64 {
+            q.classify_into(Message::text("y"), &mut pending);
+        }
+        assert!(q.push_batch(&mut pending, 0, true));
+        pushed += 64;
+    }
+    assert_eq!(
+        wakes(&q),
+        1,
+        "in a read turn, below WAKE_QUEUED: no wake-up"
+    );
+    for _ in 0..64 {
+        q.classify_into(Message::text("y"), &mut pending);
+    }
+    assert!(q.push_batch(&mut pending, 0, true));
+    assert_eq!(wakes(&q), 2, "WAKE_QUEUED waiting: woken");
+    q.lock().woke();
+    // A small bound wakes it at half: it would pause the reader first.
+    let (q, _) = inbox(8, Overflow::Block);
+    q.lock().waiting += 1;
+    let mut pending = VecDeque::new();
+    for _ in 0..4 {
+        q.classify_into(Message::text("z"), &mut pending);
+    }
+    assert!(q.push_batch(&mut pending, 0, true));
+    assert_eq!(wakes(&q), 1, "half of a bound of 8");
+}
