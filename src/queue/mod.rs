@@ -123,13 +123,15 @@ struct Front {
 }
 
 /// In the middle of a read turn, a sleeping consumer is woken once this many
-/// messages wait (or half the bound, if that is less: past it the reader
-/// would pause first) rather than at every batch of `connection`'s `BATCH`
+/// messages wait, or half the bound if that is less (past it the reader
+/// would pause first), rather than at every batch of `connection`'s `BATCH`
 /// (64). A wake-up is a futex call, and on a VM an interrupt to the other
-/// CPU: in a 64 B flood's profile, 1,557 of them took 13% of the client's
-/// CPU (BENCHMARKS.md). A turn's last push always wakes it, so this adds
-/// latency only while a flood keeps the reader busy.
-const WAKE_QUEUED: usize = 512;
+/// CPU: in a 64 B flood's profile, ~1,800 of them took 20% of the client's
+/// CPU, and the woken thread took about as long again to run, while the
+/// reader filled the inbox (BENCHMARKS.md, session 6). This bounds the wait
+/// for a large `Client::queue`. A turn's last push always wakes it, so this
+/// adds latency only while a flood keeps the reader busy.
+const WAKE_QUEUED: usize = 2048;
 
 /// One message in this many has its wait in the inbox timed: reading the
 /// clock for every message costs about as much as the rest of a pop.
@@ -141,7 +143,7 @@ const PREFETCH: usize = 32;
 
 /// Slots the inbox allocates up front; it grows on demand past them. A
 /// preallocation of the whole bound costs every idle connection its whole
-/// queue in memory (about 100 KiB at 1,024 messages), which a hub of 10,000
+/// queue in memory (about 480 KiB at the default 4,096 messages), which a hub of 10,000
 /// connections cannot afford; growing is amortized and happens once.
 const PREALLOC: usize = 64;
 
@@ -421,27 +423,53 @@ impl Inbox {
 
     /// Takes the next message if one is queued. `Ok(None)`: none is.
     /// `Err`: the connection has ended and everything queued was delivered.
+    ///
+    /// The common case (a message in the consumers' front) is kept apart
+    /// from the refill, so that it stays small where it is inlined.
     #[inline(always)]
     pub(crate) fn try_pop(&self) -> Result<Option<Message>> {
+        match self.pop_front() {
+            Some(msg) => Ok(Some(msg)),
+            None => self.refill(),
+        }
+    }
+
+    /// The next message of the consumers' front, if it holds one.
+    #[inline(always)]
+    fn pop_front(&self) -> Option<Message> {
+        let mut front = self.lock_front();
+        let item = front.items.pop_front()?;
+        front.delivered += 1;
+        self.taken.store(front.delivered, Ordering::Relaxed);
+        if front.delivered % WAIT_SAMPLE == 0 {
+            if let Some(at) = item.at {
+                front.wait.record(at.elapsed());
+            }
+        }
+        self.front_len.store(front.items.len(), Ordering::Release);
+        // Only holders of the front lock write it: no read-modify-write needed.
+        let bytes = self.front_bytes.load(Ordering::Relaxed) - item.size;
+        self.front_bytes.store(bytes, Ordering::Release);
+        drop(front);
+        if self.paused.load(Ordering::Acquire) {
+            self.maybe_resume();
+        }
+        Some(item.msg)
+    }
+
+    /// `try_pop` with the front empty: moves what the shared queue holds
+    /// to the front, then takes from it; or reports the end.
+    #[inline(never)]
+    fn refill(&self) -> Result<Option<Message>> {
         loop {
             let mut front = self.lock_front();
-            if let Some(item) = front.items.pop_front() {
-                front.delivered += 1;
-                self.taken.store(front.delivered, Ordering::Relaxed);
-                if front.delivered % WAIT_SAMPLE == 0 {
-                    if let Some(at) = item.at {
-                        front.wait.record(at.elapsed());
-                    }
-                }
-                self.front_len.store(front.items.len(), Ordering::Release);
-                // Only holders of the front lock write it: no read-modify-write needed.
-                let bytes = self.front_bytes.load(Ordering::Relaxed) - item.size;
-                self.front_bytes.store(bytes, Ordering::Release);
+            if !front.items.is_empty() {
+                // Another consumer refilled it.
                 drop(front);
-                if self.paused.load(Ordering::Acquire) {
-                    self.maybe_resume();
+                if let Some(msg) = self.pop_front() {
+                    return Ok(Some(msg));
                 }
-                return Ok(Some(item.msg));
+                continue;
             }
             let mut st = self.lock();
             if st.items.is_empty() {
@@ -479,6 +507,11 @@ impl Inbox {
             self.front_bytes.store(bytes, Ordering::Release);
             self.front_len.store(front.items.len(), Ordering::Release);
             self.shared_len.store(st.items.len(), Ordering::Release);
+            drop(st);
+            drop(front);
+            if let Some(msg) = self.pop_front() {
+                return Ok(Some(msg));
+            }
         }
     }
 
@@ -488,6 +521,15 @@ impl Inbox {
     /// `Ok(None)`: the deadline passed. `Err`: as [`try_pop`](Inbox::try_pop).
     #[inline(always)]
     pub(crate) fn pop_deadline(&self, deadline: Option<Instant>) -> Result<Option<Message>> {
+        match self.pop_front() {
+            Some(msg) => Ok(Some(msg)),
+            None => self.wait(deadline),
+        }
+    }
+
+    /// `pop_deadline` with the front empty.
+    #[inline(never)]
+    fn wait(&self, deadline: Option<Instant>) -> Result<Option<Message>> {
         let mut spin = Backoff::new(self.busy_wait, deadline);
         loop {
             if let Some(msg) = self.try_pop()? {
@@ -502,13 +544,12 @@ impl Inbox {
                 continue;
             }
             let now = Instant::now();
+            if deadline.is_some_and(|d| d <= now) {
+                return Ok(None);
+            }
             st.waiting += 1;
             st = match deadline {
                 None => self.ready.wait(st).unwrap_or_else(|p| p.into_inner()),
-                Some(d) if d <= now => {
-                    st.waiting -= 1;
-                    return Ok(None);
-                }
                 Some(d) => {
                     self.ready
                         .wait_timeout(st, d - now)

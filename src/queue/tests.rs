@@ -356,7 +356,8 @@ fn priority_matches_a_model_under_a_byte_bound() {
 /// `WAKE_QUEUED` (at most half the bound) wait.
 #[test]
 fn a_sleeping_consumer_is_woken_once_until_it_runs() {
-    let (q, _) = inbox(1024, Overflow::Block);
+    // A bound above twice `WAKE_QUEUED`, so that it, not half the bound, counts.
+    let (q, _) = inbox(4 * WAKE_QUEUED, Overflow::Block);
     let wakes = |q: &Inbox| q.lock().wakes;
     // A consumer parks, as `pop_deadline` does.
     q.lock().waiting += 1;
