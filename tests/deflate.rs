@@ -453,7 +453,9 @@ fn deflate_every_policy_with_pauses_pings_and_close() {
     ];
     for (name, policy, direct) in policies {
         let lossless = name.starts_with("block");
-        let (url, srv) = server("permessage-deflate", |tcp, _| {
+        // The server says when it has written far more than the inbox holds.
+        let (wrote, written) = std::sync::mpsc::channel();
+        let (url, srv) = server("permessage-deflate", move |tcp, _| {
             let mut z = Compress::new(Level::default(), false);
             let mut wire = Vec::new();
             for i in 0..N {
@@ -467,6 +469,7 @@ fn deflate_every_policy_with_pauses_pings_and_close() {
                         return Saw::Eof;
                     }
                     wire.clear();
+                    let _ = wrote.send(i);
                 }
             }
             wire.extend(frame(FIN | CLOSE, &close_payload(4000, b"done")));
@@ -480,7 +483,10 @@ fn deflate_every_policy_with_pauses_pings_and_close() {
             .connect()
             .unwrap();
         assert!(ws.compression().is_some(), "{name}");
-        // Start late: the inbox fills, and under Block reading pauses.
+        // Start late, once more than the inbox and a batch are on the wire
+        // (on a loaded machine the server can take longer than the sleep):
+        // the inbox fills, and under Block reading pauses.
+        written.recv_timeout(WAIT).expect("the server writes");
         std::thread::sleep(Duration::from_millis(200));
         let mut last: Option<usize> = None;
         let mut got = 0;
