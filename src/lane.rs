@@ -39,13 +39,13 @@ const HEADER_PEEK: usize = 14;
 /// Read buffers a lane keeps parked while queued messages share them, to
 /// reuse each once its messages are gone. A parked buffer costs nothing
 /// while messages hold it (they would keep it alive anyway), so the bound is
-/// for the case the inbox holds many buffers' worth (the default 4,096
-/// messages of 4 KiB are 128 reads of 128 KiB): with only two parked, a new
+/// for the case the inbox holds many buffers' worth (the default 8,192
+/// messages of 4 KiB are 256 reads of 128 KiB): with only two parked, a new
 /// buffer was allocated (fresh pages: faults, and the consumer unmapping it)
 /// for most reads, and the queue path ran at 0.70x tungstenite at 4 KiB;
 /// with 40 (more than the span of the inbox's old default, 1,024 messages),
 /// 0.93x (BENCHMARKS.md).
-const PARKED: usize = 128;
+const PARKED: usize = 256;
 /// Free parked buffers kept once the connection is quiet (`trim`): the
 /// others go back to the allocator, so an idle connection holds at most
 /// this many beyond its own.

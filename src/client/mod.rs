@@ -167,7 +167,7 @@ impl Client {
             },
             ws_config: WebSocketConfig::default(),
             handshake_timeout: Duration::from_secs(10),
-            queue: 4096,
+            queue: 8192,
             queue_bytes: 64 << 20,
             overflow: Overflow::Block,
             filter: None,

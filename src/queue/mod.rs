@@ -131,7 +131,7 @@ struct Front {
 /// reader filled the inbox (BENCHMARKS.md, session 6). This bounds the wait
 /// for a large `Client::queue`. A turn's last push always wakes it, so this
 /// adds latency only while a flood keeps the reader busy.
-const WAKE_QUEUED: usize = 2048;
+const WAKE_QUEUED: usize = 4096;
 
 /// One message in this many has its wait in the inbox timed: reading the
 /// clock for every message costs about as much as the rest of a pop.
@@ -143,7 +143,7 @@ const PREFETCH: usize = 32;
 
 /// Slots the inbox allocates up front; it grows on demand past them. A
 /// preallocation of the whole bound costs every idle connection its whole
-/// queue in memory (about 480 KiB at the default 4,096 messages), which a hub of 10,000
+/// queue in memory (about 1 MiB at the default 8,192 messages), which a hub of 10,000
 /// connections cannot afford; growing is amortized and happens once.
 const PREALLOC: usize = 64;
 

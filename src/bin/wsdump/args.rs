@@ -37,7 +37,7 @@ Options (as Python websocket-client's wsdump):
 
 More:
       --recv-buffer BYTES  SO_RCVBUF, set before connect (suffixes K, M, G allowed)
-      --queue N            inbox bound in messages [default: 4096]
+      --queue N            inbox bound in messages [default: 8192]
       --overflow POLICY    block | drop-newest | drop-oldest, when the inbox is full [default: block]
       --stats SECS         print the connection's buffers and counters to stderr every SECS
       --ping SECS          send a keepalive ping every SECS; give up when nothing comes
