@@ -133,6 +133,12 @@ struct Front {
 /// adds latency only while a flood keeps the reader busy.
 const WAKE_QUEUED: usize = 4096;
 
+/// As `WAKE_QUEUED`, in bytes: a flood of larger messages wakes the
+/// consumer sooner (at 4 KiB, every 256), while what it takes is still in
+/// the caches. Waking at 4,096 x 4 KiB (16 MiB) cost 4 KiB floods a fifth
+/// more CPU than at 1 MiB (BENCHMARKS.md, session 6).
+const WAKE_BYTES: usize = 1 << 20;
+
 /// One message in this many has its wait in the inbox timed: reading the
 /// clock for every message costs about as much as the rest of a pop.
 const WAIT_SAMPLE: u64 = 8;
@@ -378,7 +384,10 @@ impl Inbox {
         let wake = st.waiting > 0
             && !st.woken
             && !st.items.is_empty()
-            && (!more || !all || st.items.len() >= WAKE_QUEUED.min(self.cap / 2));
+            && (!more
+                || !all
+                || st.items.len() >= WAKE_QUEUED.min(self.cap / 2)
+                || st.bytes >= WAKE_BYTES);
         st.woken |= wake;
         #[cfg(test)]
         {

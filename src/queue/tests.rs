@@ -398,4 +398,14 @@ fn a_sleeping_consumer_is_woken_once_until_it_runs() {
     }
     assert!(q.push_batch(&mut pending, 0, true));
     assert_eq!(wakes(&q), 1, "half of a bound of 8");
+    // Larger messages: once `WAKE_BYTES` wait, however few they are.
+    let (q, _) = inbox(1024, Overflow::Block);
+    q.lock().waiting += 1;
+    let big = "b".repeat(WAKE_BYTES / 4);
+    for n in 1..=4 {
+        let mut pending = VecDeque::new();
+        q.classify_into(Message::text(big.as_str()), &mut pending);
+        assert!(q.push_batch(&mut pending, 0, true));
+        assert_eq!(wakes(&q), u64::from(n == 4), "{n} x WAKE_BYTES / 4");
+    }
 }
