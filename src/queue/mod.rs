@@ -26,6 +26,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crossbeam_utils::CachePadded;
+
 use crate::backoff::Backoff;
 use crate::error::{Error, Result};
 use crate::stats::{Drops, Stats, WaitHistogram};
@@ -153,16 +155,28 @@ const PREFETCH: usize = 32;
 /// connections cannot afford; growing is amortized and happens once.
 const PREALLOC: usize = 64;
 
-/// The bounded inbox. One producer (the I/O thread), any number of consumers.
-pub(crate) struct Inbox {
-    state: Mutex<State>,
-    ready: Condvar,
+/// What consumers write with every message they take, on cache lines of
+/// its own: the producer reads the inbox's settings with every message it
+/// reads, and sharing a line with these cost it a cache miss each time.
+#[derive(Default)]
+struct ConsumerSide {
     /// Lock order: `front` before `state`.
     front: Mutex<Front>,
-    /// Mirrors for lock-free looks (`try_pop`, `len`) and for the producer's bound checks.
-    shared_len: AtomicUsize,
     front_len: AtomicUsize,
     front_bytes: AtomicUsize,
+    /// Messages consumers have taken from the inbox, for the reader to see
+    /// that they keep taking (written under the consumers' lock, read without it).
+    taken: AtomicU64,
+}
+
+/// The bounded inbox. One producer (the I/O thread), any number of consumers.
+pub(crate) struct Inbox {
+    state: CachePadded<Mutex<State>>,
+    side: CachePadded<ConsumerSide>,
+    ready: Condvar,
+    /// Mirrors for lock-free looks (`try_pop`, `len`) and for the producer's
+    /// bound checks (the consumers' in `side`).
+    shared_len: AtomicUsize,
     paused: AtomicBool,
     policy: Overflow,
     filter: Option<FilterFn>,
@@ -170,9 +184,6 @@ pub(crate) struct Inbox {
     direct: bool,
     /// How long a consumer spins before it parks (`Client::busy_wait`).
     busy_wait: Duration,
-    /// Messages consumers have taken from the inbox, for the reader to see
-    /// that they keep taking (written under the consumers' lock, read without it).
-    taken: AtomicU64,
     cap: usize,
     cap_bytes: usize,
     resume: Box<dyn Fn() + Send + Sync>,
@@ -201,7 +212,7 @@ impl Inbox {
         resume: Box<dyn Fn() + Send + Sync>,
     ) -> Inbox {
         Inbox {
-            state: Mutex::new(State {
+            state: CachePadded::new(Mutex::new(State {
                 items: VecDeque::with_capacity(cap.min(PREALLOC)),
                 bytes: 0,
                 keys: HashMap::new(),
@@ -222,15 +233,12 @@ impl Inbox {
                 end: End::Open,
                 abandoned: false,
                 front: (0, 0),
-            }),
+            })),
+            side: CachePadded::new(ConsumerSide::default()),
             ready: Condvar::new(),
-            front: Mutex::new(Front::default()),
             shared_len: AtomicUsize::new(0),
-            front_len: AtomicUsize::new(0),
-            front_bytes: AtomicUsize::new(0),
             paused: AtomicBool::new(false),
             direct: direct_reads && matches!(policy, Overflow::Block) && filter.is_none(),
-            taken: AtomicU64::new(0),
             busy_wait,
             policy,
             filter,
@@ -247,12 +255,12 @@ impl Inbox {
     }
 
     fn lock_front(&self) -> MutexGuard<'_, Front> {
-        self.front.lock().unwrap_or_else(|p| p.into_inner())
+        self.side.front.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Messages queued, including those a consumer has taken ahead.
     pub(crate) fn len(&self) -> usize {
-        self.shared_len.load(Ordering::Acquire) + self.front_len.load(Ordering::Acquire)
+        self.shared_len.load(Ordering::Acquire) + self.side.front_len.load(Ordering::Acquire)
     }
 
     /// Whether a consumer that finds the inbox empty may read the socket
@@ -270,7 +278,7 @@ impl Inbox {
 
     /// How many messages consumers have taken so far.
     pub(crate) fn taken(&self) -> u64 {
-        self.taken.load(Ordering::Relaxed)
+        self.side.taken.load(Ordering::Relaxed)
     }
 
     /// Nothing is queued, not even taken ahead by a consumer. Exact when the
@@ -278,7 +286,8 @@ impl Inbox {
     /// under); a consumer moves messages from the shared queue to its front
     /// before it lowers `shared_len`, so they are seen in one or the other.
     pub(crate) fn is_empty(&self) -> bool {
-        self.shared_len.load(Ordering::Acquire) == 0 && self.front_len.load(Ordering::Acquire) == 0
+        self.shared_len.load(Ordering::Acquire) == 0
+            && self.side.front_len.load(Ordering::Acquire) == 0
     }
 
     /// Runs the user's filter and policy functions, outside the lock, and
@@ -364,7 +373,7 @@ impl Inbox {
             if st.items.is_empty() {
                 std::mem::swap(&mut st.items, pending);
             } else {
-                st.items.extend(pending.drain(..));
+                st.items.append(pending);
             }
             st.high_water = st.high_water.max(self.totals(&st).0);
         } else {
@@ -413,8 +422,8 @@ impl Inbox {
     /// (taking more happens under the state lock), so the bound stays safe.
     fn snapshot_front(&self, st: &mut State) {
         st.front = (
-            self.front_len.load(Ordering::Acquire),
-            self.front_bytes.load(Ordering::Acquire),
+            self.side.front_len.load(Ordering::Acquire),
+            self.side.front_bytes.load(Ordering::Acquire),
         );
     }
 
@@ -449,16 +458,18 @@ impl Inbox {
         let mut front = self.lock_front();
         let item = front.items.pop_front()?;
         front.delivered += 1;
-        self.taken.store(front.delivered, Ordering::Relaxed);
+        self.side.taken.store(front.delivered, Ordering::Relaxed);
         if front.delivered % WAIT_SAMPLE == 0 {
             if let Some(at) = item.at {
                 front.wait.record(at.elapsed());
             }
         }
-        self.front_len.store(front.items.len(), Ordering::Release);
+        self.side
+            .front_len
+            .store(front.items.len(), Ordering::Release);
         // Only holders of the front lock write it: no read-modify-write needed.
-        let bytes = self.front_bytes.load(Ordering::Relaxed) - item.size;
-        self.front_bytes.store(bytes, Ordering::Release);
+        let bytes = self.side.front_bytes.load(Ordering::Relaxed) - item.size;
+        self.side.front_bytes.store(bytes, Ordering::Release);
         drop(front);
         if self.paused.load(Ordering::Acquire) {
             self.maybe_resume();
@@ -512,9 +523,11 @@ impl Inbox {
                     front.items.push_back(item);
                 }
             }
-            let bytes = self.front_bytes.load(Ordering::Relaxed) + bytes;
-            self.front_bytes.store(bytes, Ordering::Release);
-            self.front_len.store(front.items.len(), Ordering::Release);
+            let bytes = self.side.front_bytes.load(Ordering::Relaxed) + bytes;
+            self.side.front_bytes.store(bytes, Ordering::Release);
+            self.side
+                .front_len
+                .store(front.items.len(), Ordering::Release);
             self.shared_len.store(st.items.len(), Ordering::Release);
             drop(st);
             drop(front);
@@ -573,8 +586,8 @@ impl Inbox {
     /// Lets a paused reader go once the inbox is down to half its bounds.
     fn maybe_resume(&self) {
         let mut st = self.lock();
-        let len = st.items.len() + self.front_len.load(Ordering::Acquire);
-        let bytes = st.bytes + self.front_bytes.load(Ordering::Acquire);
+        let len = st.items.len() + self.side.front_len.load(Ordering::Acquire);
+        let bytes = st.bytes + self.side.front_bytes.load(Ordering::Acquire);
         if !(st.paused && len <= self.cap / 2 && bytes <= self.cap_bytes / 2) {
             return;
         }
@@ -628,8 +641,8 @@ impl Inbox {
     pub(crate) fn abandon(&self) {
         let mut front = self.lock_front();
         front.items.clear();
-        self.front_len.store(0, Ordering::Release);
-        self.front_bytes.store(0, Ordering::Release);
+        self.side.front_len.store(0, Ordering::Release);
+        self.side.front_bytes.store(0, Ordering::Release);
         let mut st = self.lock();
         drop(front);
         st.abandoned = true;
@@ -658,7 +671,7 @@ impl Inbox {
         s.delivered = front.delivered;
         s.dropped = st.drops;
         s.queued = st.items.len() + front.items.len();
-        s.queued_bytes = st.bytes + self.front_bytes.load(Ordering::Acquire);
+        s.queued_bytes = st.bytes + self.side.front_bytes.load(Ordering::Acquire);
         s.queue_high_water = st.high_water;
         s.queue_capacity = self.cap;
         s.queue_capacity_bytes = self.cap_bytes;
