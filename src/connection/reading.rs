@@ -37,9 +37,11 @@
 //!   consumer in the middle of a large message waits awake that long for
 //!   that much before it polls. Far below `WATCH`.
 //! - A consumer of the plain queue spins for `Client::busy_wait` (zero by
-//!   default) before it parks and the reader's next batch wakes it; the
-//!   spin does not depend on the constants above (a default 50 µs spin cost
-//!   a 4 KiB flood a quarter of its speed on two cores; BENCHMARKS.md).
+//!   default) before it parks; the reader wakes it at the end of a turn,
+//!   and in the middle of one once `queue::WAKE_QUEUED` (4096, at most half
+//!   the bound) or `queue::WAKE_BYTES` (1 MiB) wait. None of this depends on
+//!   the constants above (a default 50 µs spin cost a 4 KiB flood a quarter
+//!   of its speed on two cores; BENCHMARKS.md).
 
 use std::time::{Duration, Instant};
 
