@@ -91,6 +91,11 @@ struct State {
     /// `Condvar` does not count waiters), and a woken thread can take a
     /// while to get a CPU, over many batches.
     woken: bool,
+    /// Messages and bytes the producer has pushed (queued, or dropped by the
+    /// policy) since a consumer began to wait: what the wake-up thresholds
+    /// count, so that a queue a policy keeps short (conflation, say) still
+    /// wakes its consumer in a flood.
+    since_park: (usize, usize),
     /// Wake-ups sent, for the tests of the rule above.
     #[cfg(test)]
     wakes: u64,
@@ -125,8 +130,9 @@ struct Front {
 }
 
 /// In the middle of a read turn, a sleeping consumer is woken once this many
-/// messages wait, or half the bound if that is less (past it the reader
-/// would pause first), rather than at every batch of `connection`'s `BATCH`
+/// messages have been pushed since it began to wait (under `Block`, what
+/// waits: it sleeps only on an empty inbox), or half the bound if that is
+/// less (past it the reader would pause first), rather than at every batch of `connection`'s `BATCH`
 /// (64). A wake-up is a futex call, and on a VM an interrupt to the other
 /// CPU: in a 64 B flood's profile, ~1,800 of them took 20% of the client's
 /// CPU, and the woken thread took about as long again to run, while the
@@ -228,6 +234,7 @@ impl Inbox {
                 paused_total: Duration::ZERO,
                 waiting: 0,
                 woken: false,
+                since_park: (0, 0),
                 #[cfg(test)]
                 wakes: 0,
                 end: End::Open,
@@ -353,9 +360,12 @@ impl Inbox {
             return true;
         }
         let mut all = true;
+        let offered = pending.len();
+        let mut offered_bytes = batch_bytes;
         let (len, bytes) = self.totals(&st);
         if st.paused {
             all = pending.is_empty();
+            offered_bytes = 0;
         } else if len + pending.len() <= self.cap
             && bytes + batch_bytes <= self.cap_bytes
             && !matches!(self.policy, Overflow::Conflate(_))
@@ -379,6 +389,7 @@ impl Inbox {
         } else {
             while let Some(item) = pending.pop_front() {
                 if let Err(item) = self.admit(&mut st, item) {
+                    offered_bytes -= pending.iter().map(Item::size).sum::<usize>() + item.size;
                     pending.push_front(item);
                     st.paused = true;
                     self.paused.store(true, Ordering::Release);
@@ -390,13 +401,15 @@ impl Inbox {
             }
         }
         self.shared_len.store(st.items.len(), Ordering::Release);
+        st.since_park.0 += offered - pending.len();
+        st.since_park.1 += offered_bytes;
         let wake = st.waiting > 0
             && !st.woken
             && !st.items.is_empty()
             && (!more
                 || !all
-                || st.items.len() >= WAKE_QUEUED.min(self.cap / 2)
-                || st.bytes >= WAKE_BYTES);
+                || st.since_park.0 >= WAKE_QUEUED.min(self.cap / 2)
+                || st.since_park.1 >= WAKE_BYTES);
         st.woken |= wake;
         #[cfg(test)]
         {
@@ -568,6 +581,9 @@ impl Inbox {
             let now = Instant::now();
             if deadline.is_some_and(|d| d <= now) {
                 return Ok(None);
+            }
+            if st.waiting == 0 {
+                st.since_park = (0, 0);
             }
             st.waiting += 1;
             st = match deadline {

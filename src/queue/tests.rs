@@ -409,3 +409,29 @@ fn a_sleeping_consumer_is_woken_once_until_it_runs() {
         assert_eq!(wakes(&q), u64::from(n == 4), "{n} x WAKE_BYTES / 4");
     }
 }
+
+/// A policy that keeps the queue short (conflation, here four keys) still
+/// wakes its consumer in the middle of a flood: the thresholds count what
+/// was pushed since it began to wait, not what is queued. (Counting what was
+/// queued, the flood demo's conflation handler saw 32 of 200,000 messages,
+/// all at the end.)
+#[test]
+fn a_short_queue_wakes_its_consumer_in_a_flood() {
+    let (q, _) = inbox(
+        1000,
+        Overflow::conflate(|m: &Message| Some((m.len() % 4).to_string())),
+    );
+    q.lock().waiting += 1;
+    let mut pending = VecDeque::new();
+    let mut pushed = 0;
+    while pushed < 500 {
+        for i in 0..50 {
+            q.classify_into(Message::text("k".repeat(1 + i % 4)), &mut pending);
+        }
+        assert!(q.push_batch(&mut pending, 0, true));
+        pushed += 50;
+        assert!(q.len() <= 4, "conflated to one per key");
+        let wakes = q.lock().wakes;
+        assert_eq!(wakes, u64::from(pushed >= 500), "after {pushed} pushed");
+    }
+}
