@@ -39,13 +39,16 @@ const HEADER_PEEK: usize = 14;
 /// Read buffers a lane keeps parked while queued messages share them, to
 /// reuse each once its messages are gone. A parked buffer costs nothing
 /// while messages hold it (they would keep it alive anyway), so the bound is
-/// for the case the inbox holds many buffers' worth (the default 8,192
-/// messages of 4 KiB are 256 reads of 128 KiB): with only two parked, a new
-/// buffer was allocated (fresh pages: faults, and the consumer unmapping it)
-/// for most reads, and the queue path ran at 0.70x tungstenite at 4 KiB;
-/// with 40 (more than the span of the inbox's old default, 1,024 messages),
-/// 0.93x (BENCHMARKS.md).
-const PARKED: usize = 256;
+/// for the case the inbox holds many buffers' worth (1,024 messages of 4 KiB
+/// are 32 reads of 128 KiB): with only two parked, a new buffer was
+/// allocated (fresh pages: faults, and the consumer unmapping it) for most
+/// reads, and the queue path ran at 0.70x tungstenite at 4 KiB; with 40
+/// (more than that span), 0.93x (BENCHMARKS.md). A consumer that keeps up
+/// is woken every 1 MiB (`queue::WAKE_BYTES`), a span of about eight. A
+/// full inbox (8,192 x 4 KiB) spans 256, but then the consumer, not the
+/// reader, sets the pace; 256 parked would also keep up to 32 MiB of free
+/// buffers until the connection is quiet.
+const PARKED: usize = 64;
 /// Free parked buffers kept once the connection is quiet (`trim`): the
 /// others go back to the allocator, so an idle connection holds at most
 /// this many beyond its own.
