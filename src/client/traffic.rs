@@ -99,9 +99,10 @@ impl Client {
     /// The inbox bound in messages. Defaults to 8192 (with
     /// [`queue_bytes`](Client::queue_bytes), 64 MiB, the bound on memory).
     /// In a flood a sleeping consumer is woken once half of it (at most
-    /// 4096) waits: at 1024, a 64 B flood on a VM filled the rest before the
-    /// woken thread ran, and the reader paused or paid a wake-up every ~500
-    /// messages (BENCHMARKS.md, session 6).
+    /// 4096 messages) or 1 MiB has come since it began to wait: at 1024, a
+    /// 64 B flood on a VM filled the rest before the woken thread ran, and
+    /// the reader paused or paid a wake-up every ~500 messages
+    /// (BENCHMARKS.md, session 6).
     ///
     /// # Examples
     ///

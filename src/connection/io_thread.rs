@@ -174,6 +174,8 @@ impl IoThread {
         let mut events = Events::new();
         loop {
             match self.turn() {
+                // More to read at once: a zero-timeout wait would be five
+                // syscalls in `polling` to learn nothing.
                 Ok(Some(Duration::ZERO)) => {}
                 Ok(timeout) => {
                     events.clear();

@@ -39,7 +39,8 @@
 //! - A consumer of the plain queue spins for `Client::busy_wait` (zero by
 //!   default) before it parks; the reader wakes it at the end of a turn,
 //!   and in the middle of one once `queue::WAKE_QUEUED` (4096, at most half
-//!   the bound) or `queue::WAKE_BYTES` (1 MiB) wait. None of this depends on
+//!   the bound) or `queue::WAKE_BYTES` (1 MiB) have been pushed since it
+//!   began to wait. None of this depends on
 //!   the constants above (a default 50 µs spin cost a 4 KiB flood a quarter
 //!   of its speed on two cores; BENCHMARKS.md).
 
