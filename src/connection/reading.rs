@@ -40,7 +40,9 @@
 //!   default) before it parks; the reader wakes it at the end of a turn,
 //!   and in the middle of one once `queue::WAKE_QUEUED` (4096, at most half
 //!   the bound) or `queue::WAKE_BYTES` (1 MiB) have been pushed since it
-//!   began to wait. None of this depends on
+//!   began to wait; a consumer that may read the socket itself (it parks
+//!   after `WATCH`) after one batch (`queue::DIRECT_WAKE`, 64), so that it
+//!   takes over reading soon. None of this depends on
 //!   the constants above (a default 50 µs spin cost a 4 KiB flood a quarter
 //!   of its speed on two cores; BENCHMARKS.md).
 

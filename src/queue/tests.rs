@@ -435,3 +435,27 @@ fn a_short_queue_wakes_its_consumer_in_a_flood() {
         assert_eq!(wakes, u64::from(pushed >= 500), "after {pushed} pushed");
     }
 }
+
+/// Where the consumer may read the socket itself, one batch wakes it: it
+/// then takes over reading, rather than drain a deeper inbox while the
+/// reader keeps reading ahead.
+#[test]
+fn a_consumer_that_may_read_directly_is_woken_after_one_batch() {
+    let q = Inbox::new(
+        8192,
+        usize::MAX,
+        Overflow::Block,
+        None,
+        true,
+        Duration::ZERO,
+        Box::new(|| {}),
+    );
+    assert!(q.allows_direct());
+    q.lock().waiting += 1;
+    let mut pending = VecDeque::new();
+    for n in 1..=DIRECT_WAKE {
+        q.classify_into(Message::text("d"), &mut pending);
+        assert!(q.push_batch(&mut pending, 0, true));
+        assert_eq!(q.lock().wakes, u64::from(n == DIRECT_WAKE), "after {n}");
+    }
+}
